@@ -1,0 +1,19 @@
+"""evtxcorr: root-cause analysis of Windows event logs from Hyper-V failover clusters."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("evtxcorr")
+except PackageNotFoundError:  # running from a checkout without an install
+    __version__ = "0.0.0+checkout"
+
+__all__ = ["__version__", "analyze"]
+
+
+def analyze(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """See evtxcorr.analyze.analyze (imported lazily so `import evtxcorr` stays cheap)."""
+    from evtxcorr.analyze import analyze as _analyze
+
+    return _analyze(*args, **kwargs)

@@ -1,0 +1,5 @@
+"""`python -m evtxcorr` runs the command line."""
+
+from evtxcorr.cli import main
+
+main()

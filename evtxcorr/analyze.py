@@ -1,0 +1,109 @@
+"""analyze(): the one place that wires the stages together, in order, one way.
+
+discover -> parse -> table -> match detections -> correlate -> diagnose -> Report (render/ writes it).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evtxcorr import __version__
+from evtxcorr.correlate import correlate
+from evtxcorr.diagnose import diagnose
+from evtxcorr.discover import discover
+from evtxcorr.ledger import Ledger
+from evtxcorr.model import Report, Source
+from evtxcorr.parse import BACKENDS, parse
+from evtxcorr.ruleset import load_ruleset, match
+from evtxcorr.table import to_frame
+
+# Called as progress(source, records_so_far, finished) while parsing; the CLI draws a bar with it.
+ProgressHook = Callable[[Source, int, bool], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What an analysis may be told; None means 'as the rules' settings say'."""
+
+    backend: str = "evtx"
+    rule_dirs: tuple[Path, ...] = ()
+    gap_s: float | None = None
+    lookback_s: float | None = None
+    lookahead_s: float | None = None
+    skew_s: float | None = None
+    threshold: float | None = None
+    work_dir: Path | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "parser": self.backend,
+            "rules": [str(p) for p in self.rule_dirs],
+            "gap_s": self.gap_s,
+            "lookback_s": self.lookback_s,
+            "lookahead_s": self.lookahead_s,
+            "skew_s": self.skew_s,
+            "threshold": self.threshold,
+        }
+
+
+def analyze(
+    paths: Sequence[Path],
+    options: Options = Options(),
+    *,
+    on_sources: Callable[[list[Source]], None] | None = None,
+    progress: ProgressHook | None = None,
+) -> Report:
+    """Analyse every input under `paths` and return the Report (nothing is written here)."""
+    if options.backend not in BACKENDS:
+        raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
+    ruleset = load_ruleset(list(options.rule_dirs) or None)
+    ledger = Ledger()
+    with tempfile.TemporaryDirectory(prefix="evtxcorr-", dir=options.work_dir) as work_dir:
+        sources = discover(list(paths), ledger, work_dir=Path(work_dir))
+        if on_sources:
+            on_sources(sources)
+        records = _parse_all(sources, ledger, options.backend, progress)
+        frame = to_frame(records, ledger)
+    signals = match(frame, ruleset)
+    incidents = correlate(
+        frame,
+        signals,
+        ruleset,
+        gap_s=options.gap_s,
+        lookback_s=options.lookback_s,
+        lookahead_s=options.lookahead_s,
+        skew_s=options.skew_s,
+    )
+    findings, rejected = diagnose(frame, incidents, signals, ruleset, threshold=options.threshold)
+    return Report(
+        version=__version__,
+        generated=datetime.now(UTC),
+        options=options.as_dict(),
+        ledger=ledger,
+        frame=frame,
+        incidents=incidents,
+        findings=findings,
+        rejected=rejected,
+        causes=ruleset.cause_texts(),
+        signals=signals,
+        detections=ruleset.detection_titles(),
+    )
+
+
+def _parse_all(
+    sources: list[Source], ledger: Ledger, backend: str, progress: ProgressHook | None
+) -> Iterator[dict]:
+    entries = {entry.path: entry for entry in ledger.entries}
+    for source in sources:
+        entry = entries[source.display]
+        for count, record in enumerate(parse(source, entry, backend=backend), start=1):
+            if progress and count % 4096 == 0:
+                progress(source, count, False)
+            yield record
+        if progress:
+            progress(source, entry.records, True)

@@ -1,0 +1,76 @@
+"""The ledger: every input file and record is analysed or accounted for, with a reason.
+
+Stages receive the ledger and write to it; nothing is global. A file's entry ends in one status:
+'ok' (all records read), 'partial' (some records or chunks failed or the file is damaged) or
+'skipped' (not analysed at all: not EVTX, empty, unsupported...), always with a reason when not ok.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class InputEntry:
+    """Accounting for one input file (or one archive member)."""
+
+    path: str  # display path ('bundle.zip!HV01/System.evtx')
+    format: str = "unknown"  # 'evtx', 'zip', 'csv', 'txt', 'unknown'...
+    status: str = "ok"  # ok | partial | skipped
+    reason: str = ""
+    size: int = 0
+    hosts: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    records: int = 0  # records parsed from this file (duplicates included: see `duplicates`)
+    records_failed: int = 0  # records seen in the chunks (record headers) that no backend could parse
+    duplicates: int = 0  # of `records`, dropped from the table: same (host, channel, record id) read already
+    chunks: int = 0  # chunks found in the file (every chunk, not only the header's count)
+    chunks_failed: int = 0  # chunks that could not be read at all (bad magic mid-file, truncated...)
+    chunks_skipped: int = 0  # chunks not parsed because no rule can match them (selective parsing)
+    recovered: int = 0  # records one backend missed and the other recovered
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def degrade(self, reason: str) -> None:
+        """Mark the file partial (unless skipped) and keep the first reason."""
+        if self.status == "ok":
+            self.status = "partial"
+        if not self.reason:
+            self.reason = reason
+
+    def skip(self, reason: str) -> None:
+        self.status = "skipped"
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["host"] = ", ".join(self.hosts)  # the JSON contract's single 'host' key
+        return out
+
+
+@dataclass
+class Ledger:
+    """All input entries of one analysis, in discovery order, plus run-level warnings."""
+
+    entries: list[InputEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, path: str, **fields: object) -> InputEntry:
+        entry = InputEntry(path=path, **fields)  # type: ignore[arg-type]
+        self.entries.append(entry)
+        return entry
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("records", "records_failed", "duplicates", "chunks", "chunks_failed", "chunks_skipped")
+        totals = {k: sum(getattr(e, k) for e in self.entries) for k in keys}
+        totals["files"] = len(self.entries)
+        totals["files_skipped"] = sum(e.status == "skipped" for e in self.entries)
+        totals["files_partial"] = sum(e.status == "partial" for e in self.entries)
+        return totals

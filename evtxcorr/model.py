@@ -1,0 +1,143 @@
+"""What crosses stage boundaries: the record shape, the event-table columns, incidents and findings.
+
+Flow: discover -> parse (dict records, RECORD_FIELDS) -> table (DataFrame, COLUMNS) -> correlate
+(Incident) -> diagnose (Finding) -> render. A stage imports this module, errors and ledger, never a
+later stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+# One parsed record, as every parse backend yields it: a plain dict with exactly these keys.
+# Values are normalised so that both backends give equal dicts for the same record.
+RECORD_FIELDS: dict[str, str] = {
+    "time": "aware UTC datetime of System/TimeCreated/@SystemTime (microsecond precision)",
+    "host": "System/Computer as written",
+    "channel": "System/Channel ('' when absent)",
+    "provider": "System/Provider/@Name",
+    "event_id": "System/EventID as int (without qualifiers)",
+    "qualifiers": "System/EventID/@Qualifiers as int, or None",
+    "level": "System/Level as int, or None",
+    "task": "System/Task as int, or None",
+    "opcode": "System/Opcode as int, or None",
+    "version": "System/Version as int, or None",
+    "keywords": "System/Keywords as lower-case hex without padding ('0x80000000000000'), or ''",
+    "record_id": "System/EventRecordID as int",
+    "process_id": "System/Execution/@ProcessID as int, or None",
+    "thread_id": "System/Execution/@ThreadID as int, or None",
+    "user": "System/Security/@UserID ('' when absent)",
+    "activity_id": "System/Correlation/@ActivityID, upper-case with braces, or ''",
+    "data": "tuple of payload values as text, in stored order: EventData/Data (classic string arrays "
+    "expanded one per string) or the UserData root's child elements",
+    "data_names": "tuple, same length as data: each value's Name attribute or element name ('' if unnamed)",
+    "binary": "EventData/Binary as upper-case hex ('' when absent or empty)",
+    "file": "display path of the input file (zip members as 'bundle.zip!dir/System.evtx')",
+    "chunk": "chunk index in the file (0-based, counted from the first chunk after the file header)",
+    "offset": "byte offset of the record in the file",
+    "parser": "backend that produced the record ('evtx' or 'python-evtx')",
+}
+
+# The event table adds these derived columns to RECORD_FIELDS (table.py computes them).
+DERIVED_COLUMNS: dict[str, str] = {
+    "host_key": "lower-case short host name (Computer up to the first dot): joins hosts across logs",
+    "codes": "tuple of status codes found in the record, canonical upper-case hex '0xC000005E'",
+}
+
+COLUMNS: tuple[str, ...] = tuple(RECORD_FIELDS) + tuple(DERIVED_COLUMNS)
+
+ROLES = ("required", "supporting", "refuting")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file to parse: where the bytes are now, and how to name it in a report."""
+
+    path: Path  # a readable local file (zip members are extracted to a work dir first)
+    display: str  # what reports call it: 'bundle.zip!HV01/System.evtx'
+    kind: str  # 'evtx' (recognised by content); later: 'xml', 'csv'
+    host_hint: str | None = None  # host named by the file name (TSS / PrivateCloud layouts), if any
+    channel_hint: str | None = None  # channel named by the file name, if any
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Events chained together in time, across hosts. `rows` index the event table."""
+
+    id: str
+    start: datetime
+    end: datetime
+    hosts: tuple[str, ...]
+    rows: tuple[int, ...]
+    anchor_rows: tuple[int, ...]  # the rows that opened/extended the incident (the errors)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of evidence a cause asked for, and what it contributed to the confidence.
+
+    status: 'present' (rows cite it), 'absent' (looked for and not there), 'unknown' (the logs that
+    could show it are missing from the bundle).
+    """
+
+    role: str  # one of ROLES
+    key: str  # the evidence id in the cause file
+    detection: str  # the detection (rule) id it looks for
+    status: str
+    contribution: float
+    rows: tuple[int, ...] = ()
+    note_key: str | None = None  # message key explaining the status, if any
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A cause named for an incident on a host, with its confidence and the evidence behind it."""
+
+    cause: str
+    incident: str
+    host: str
+    confidence: float
+    evidence: tuple[Evidence, ...]
+    skew_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CauseText:
+    """The words of a cause, from its rule file, by language ('en', 'ja').
+
+    `summary` may use {host}, {incident}, {start}, {confidence}; `evidence` maps an evidence key to
+    its description. `verify` holds commands (language-neutral).
+    """
+
+    title: dict[str, str]
+    summary: dict[str, str]
+    explanation: dict[str, str]
+    remedy: dict[str, str]
+    cannot_show: dict[str, tuple[str, ...]]
+    evidence: dict[str, dict[str, str]]
+    verify: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+
+
+@dataclass
+class Report:
+    """Everything one analysis produced; render/ turns it into HTML, Markdown and JSON.
+
+    `frame` is the event table (pandas DataFrame, COLUMNS); incidents and evidence cite its rows.
+    `rejected` holds causes that were considered for an incident and scored below the reporting
+    threshold, so the report can say what was ruled out and why.
+    """
+
+    version: str
+    generated: datetime
+    options: dict[str, object]
+    ledger: object  # ledger.Ledger (typed loosely to keep model free of imports)
+    frame: object  # pandas.DataFrame
+    incidents: list[Incident]
+    findings: list[Finding]
+    rejected: list[Finding]
+    causes: dict[str, CauseText]
+    signals: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> detection ids it matched
+    detections: dict[str, str] = field(default_factory=dict)  # detection id -> title

@@ -1,0 +1,54 @@
+"""A progress bar on stderr for long runs (files and megabytes parsed, records read).
+
+Drawn only when stderr is a terminal (tqdm's disable=None), so logs and CI output stay clean.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from tqdm import tqdm
+
+from evtxcorr.model import Source
+
+
+class Progress:
+    """Byte-based bar over the sources; `update` is called with a running record count per source."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._bar: tqdm | None = None
+        self._sizes: dict[str, int] = {}
+        self._records = 0
+
+    def start(self, sources: list[Source]) -> None:
+        self._sizes = {s.display: _size(s) for s in sources}
+        if self._enabled:
+            self._bar = tqdm(total=sum(self._sizes.values()), unit="B", unit_scale=True, unit_divisor=1024,
+                             desc="parsing", file=sys.stderr, disable=None, leave=False)
+
+    def update(self, source: Source, records: int, finished: bool) -> None:
+        if self._bar is None:
+            return
+        self._bar.set_postfix_str(f"{source.display[-40:]} {self._records + records:,} records", refresh=False)
+        if finished:
+            self._records += records
+            self._bar.update(self._sizes.get(source.display, 0))
+        else:
+            self._bar.refresh()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _size(source: Source) -> int:
+    try:
+        return source.path.stat().st_size
+    except OSError:
+        return 0

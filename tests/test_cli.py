@@ -1,0 +1,124 @@
+"""The command line: exit codes, one-line errors, output planning, the JSON contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evtxcorr.cli import cli
+from evtxcorr.errors import InputError
+from evtxcorr.output import plan_outputs
+
+SHARED_NIC = "shared-nic-sole-dc-path"
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["forge"], ["forge", "build"], ["rules"], ["rules", "check"]])
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+    if command in ([], ["analyze"], ["forge"], ["rules"]):
+        assert "evtxcorr " in result.output.split("Usage:", 1)[1]  # an example invocation
+
+
+def test_missing_path_is_one_line_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", str(tmp_path / "nope.zip")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "nope.zip" in lines[0]
+
+
+def test_folder_without_event_logs_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a log")
+    result = CliRunner().invoke(cli, ["analyze", str(tmp_path), "-q"])
+    assert result.exit_code == 1
+    assert "no Windows event log" in result.output
+
+
+def test_bad_timezone_is_rejected(bundles_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", str(bundles_dir / SHARED_NIC), "--tz", "Mars/Olympus"])
+    assert result.exit_code == 2
+    assert "IANA" in result.output
+
+
+def test_analyze_writes_three_reports_and_the_json_contract(bundles_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = run("analyze", str(bundles_dir / SHARED_NIC), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "evtxcorr-report.html",
+        "evtxcorr-report.json",
+        "evtxcorr-report.md",
+    ]
+    doc = json.loads((out / "evtxcorr-report.json").read_text(encoding="utf-8"))
+    assert doc["tool"] == "evtxcorr" and doc["version"]
+    for entry in doc["inputs"]:
+        assert {"path", "format", "host", "records", "records_failed", "status", "reason"} <= set(entry)
+    assert doc["incidents"] and {"id", "start", "end", "hosts", "events"} <= set(doc["incidents"][0])
+    finding = next(f for f in doc["findings"] if f["cause"] == SHARED_NIC)
+    assert {"incident", "host", "confidence", "summary", "evidence", "remedy", "verify"} <= set(finding)
+    assert finding["confidence"] >= 0.8
+    for item in finding["evidence"]:
+        assert {"role", "provider", "event_id", "time", "host", "file", "record_id"} <= set(item)
+        assert item["time"].endswith("Z")
+    cited = {(e["provider"], e["event_id"]) for e in finding["evidence"]}
+    assert {("NETLOGON", 5719), ("Microsoft-Windows-Hyper-V-High-Availability", 21502)} <= cited
+
+
+def test_markdown_to_stdout_in_japanese(bundles_dir: Path) -> None:
+    result = run("analyze", str(bundles_dir / SHARED_NIC), "--lang", "ja", "-q")
+    assert result.exit_code == 0
+    assert SHARED_NIC in result.output or "共有" in result.output
+    assert any("\u3040" <= ch <= "\u30ff" for ch in result.output)  # kana present
+
+
+def test_no_finding_still_exits_zero_and_says_so(bundles_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    result = run("analyze", str(bundles_dir / "noise-only"), "-o", str(target), "-q")
+    assert result.exit_code == 0
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    assert doc["findings"] == []
+
+
+def test_output_planning(tmp_path: Path) -> None:
+    assert plan_outputs(None, ()) == {"md": None}
+    assert plan_outputs(tmp_path / "x.json", ()) == {"json": tmp_path / "x.json"}
+    assert set(plan_outputs(tmp_path, ())) == {"html", "md", "json"}
+    assert plan_outputs(tmp_path / "dir", ("html",)) == {"html": tmp_path / "dir" / "evtxcorr-report.html"}
+    with pytest.raises(InputError):
+        plan_outputs(None, ("html", "md"))
+    with pytest.raises(InputError):
+        plan_outputs(tmp_path / "x.json", ("html", "md"))
+
+
+def test_forge_then_analyze_round_trip(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    result = run("forge", "build", SHARED_NIC, "-o", str(bundle), "--seed", "7", "--zip")
+    assert result.exit_code == 0, result.output
+    zips = list(bundle.rglob("*.zip")) or list(tmp_path.rglob("*.zip"))
+    assert zips
+    target = tmp_path / "r.json"
+    result = run("analyze", str(zips[0]), "-o", str(target), "-q")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    assert [f["cause"] for f in doc["findings"]].count(SHARED_NIC) == 1
+    assert all("!" in e["path"] for e in doc["inputs"] if e["format"] == "evtx")
+
+
+def test_rules_check_passes_on_builtin_rules(repo_root: Path) -> None:
+    result = run("rules", "check", str(repo_root / "rules"))
+    assert result.exit_code == 0, result.output
+
+
+def test_rules_list_and_explain() -> None:
+    listed = run("rules", "list")
+    assert listed.exit_code == 0 and SHARED_NIC in listed.output
+    explained = run("rules", "explain", SHARED_NIC)
+    assert explained.exit_code == 0 and "Get-VMSwitch" in explained.output
