@@ -74,7 +74,9 @@ def measure(kind: str, files: list[Path], limit: int = 0) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, help="existing bundle folder")
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--python-evtx-records", type=int, default=20000, help="subset size for python-evtx")
@@ -91,8 +93,10 @@ def main() -> None:
             print(f"forged {bundle} in {time.perf_counter() - started:.1f} s")
     files = sorted(p for p in bundle.rglob("*") if p.is_file() and p.read_bytes()[:8] == b"ElfFile\0")
     total_mb = sum(f.stat().st_size for f in files) / 2**20
-    print(f"{len(files)} files, {total_mb:.1f} MB; {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}")
+    print(
+        f"{len(files)} files, {total_mb:.1f} MB; {platform.processor() or platform.machine()}, "
+        f"python {platform.python_version()}"
+    )
 
     rows = {
         "cat": measure("cat", files),
@@ -100,13 +104,19 @@ def main() -> None:
         "evtxcorr analyze": measure("evtxcorr", files),
         "python-evtx (subset)": measure("python-evtx", files, args.python_evtx_records),
     }
-    print(f"{'contender':24} {'records':>10} {'seconds':>9} {'records/s':>12} {'MB/s':>8} {'peak RSS MB':>12}")
+    print(
+        f"{'contender':24} {'records':>10} {'seconds':>9} {'records/s':>12} {'MB/s':>8} {'peak RSS MB':>12}"
+    )
     for name, row in rows.items():
         rate = row["records"] / row["seconds"] if row["records"] else 0
         mbps = total_mb / row["seconds"] if "subset" not in name else float("nan")
-        print(f"{name:24} {row['records']:>10} {row['seconds']:>9.2f} {rate:>12,.0f} {mbps:>8.1f} {row['rss_mb']:>12.0f}")
+        print(
+            f"{name:24} {row['records']:>10} {row['seconds']:>9.2f} {rate:>12,.0f} {mbps:>8.1f} {row['rss_mb']:>12.0f}"
+        )
     analyze_s = rows["evtxcorr analyze"]["seconds"]
-    print(f"\nevtxcorr analyze throughput / evtx full parse: {rows['evtx full parse']['seconds'] / analyze_s:.2f}x")
+    print(
+        f"\nevtxcorr analyze throughput / evtx full parse: {rows['evtx full parse']['seconds'] / analyze_s:.2f}x"
+    )
     print(f"evtxcorr analyze time / cat time: {analyze_s / rows['cat']['seconds']:.1f}x")
     py = rows["python-evtx (subset)"]
     print(f"python-evtx: {py['records'] / py['seconds']:,.0f} records/s (subset of {py['records']})")

@@ -18,7 +18,7 @@ from evtxcorr.discover import discover
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import Report, Source
 from evtxcorr.parse import BACKENDS, parse
-from evtxcorr.ruleset import load_ruleset, match
+from evtxcorr.ruleset import load_ruleset, match, with_builtin
 from evtxcorr.table import to_frame
 
 # Called as progress(source, records_so_far, finished) while parsing; the CLI draws a bar with it.
@@ -61,7 +61,7 @@ def analyze(
     """Analyse every input under `paths` and return the Report (nothing is written here)."""
     if options.backend not in BACKENDS:
         raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
-    ruleset = load_ruleset(list(options.rule_dirs) or None)
+    ruleset = load_ruleset(with_builtin(options.rule_dirs))
     ledger = Ledger()
     with tempfile.TemporaryDirectory(prefix="evtxcorr-", dir=options.work_dir) as work_dir:
         sources = discover(list(paths), ledger, work_dir=Path(work_dir))
@@ -79,7 +79,9 @@ def analyze(
         lookahead_s=options.lookahead_s,
         skew_s=options.skew_s,
     )
-    findings, rejected = diagnose(frame, incidents, signals, ruleset, threshold=options.threshold)
+    findings, rejected = diagnose(
+        frame, incidents, signals, ruleset, threshold=options.threshold, skew_s=options.skew_s
+    )
     return Report(
         version=__version__,
         generated=datetime.now(UTC),

@@ -54,38 +54,84 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise click.BadParameter(f"{value!r} is not an IANA time zone (try UTC, Asia/Tokyo, Europe/Berlin)") from None
+        raise click.BadParameter(
+            f"{value!r} is not an IANA time zone (try UTC, Asia/Tokyo, Europe/Berlin)"
+        ) from None
     return value
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Report file (its suffix picks the format) or folder (evtxcorr-report.html/.md/.json). "
-                   "Without it: Markdown on stdout.")
-@click.option("-f", "--format", "formats", multiple=True, type=click.Choice(["html", "md", "json"]),
-              help="Report format; repeat for several (needs -o FOLDER). Default: all three into a folder, "
-                   "the suffix of -o FILE, or md on stdout.")
-@click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
-              help="Report language.")
-@click.option("--tz", "tz", default="UTC", show_default=True, callback=_zone,
-              help="Display time zone (IANA name). Analysis is always in UTC; JSON stays UTC.")
-@click.option("--parser", "backend", type=click.Choice(["evtx", "python-evtx"]), default="evtx",
-              show_default=True,
-              help="Primary EVTX parser: the Rust-based evtx (fast) or pure-Python python-evtx. "
-                   "Each falls back to the other on records it cannot read.")
-@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Extra rules folder, read next to the built-in rules; repeatable.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Report file (its suffix picks the format) or folder (evtxcorr-report.html/.md/.json). "
+    "Without it: Markdown on stdout.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["html", "md", "json"]),
+    help="Report format; repeat for several (needs -o FOLDER). Default: all three into a folder, "
+    "the suffix of -o FILE, or md on stdout.",
+)
+@click.option(
+    "--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True, help="Report language."
+)
+@click.option(
+    "--tz",
+    "tz",
+    default="UTC",
+    show_default=True,
+    callback=_zone,
+    help="Display time zone (IANA name). Analysis is always in UTC; JSON stays UTC.",
+)
+@click.option(
+    "--parser",
+    "backend",
+    type=click.Choice(["evtx", "python-evtx"]),
+    default="evtx",
+    show_default=True,
+    help="Primary EVTX parser: the Rust-based evtx (fast) or pure-Python python-evtx. "
+    "Each falls back to the other on records it cannot read.",
+)
+@click.option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Extra rules folder, read next to the built-in rules; repeatable.",
+)
 @click.option("--gap", "gap_s", type=float, help="Seconds between errors that still belong to one incident.")
-@click.option("--lookback", "lookback_s", type=float, help="Seconds before an incident's first error to take in.")
+@click.option(
+    "--lookback", "lookback_s", type=float, help="Seconds before an incident's first error to take in."
+)
 @click.option("--lookahead", "lookahead_s", type=float, help="Seconds after its last error to take in.")
 @click.option("--skew", "skew_s", type=float, help="Clock-skew tolerance between hosts, in seconds.")
-@click.option("--threshold", type=click.FloatRange(0, 1),
-              help="Lowest confidence reported as a finding (lower ones are listed as ruled out).")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    help="Lowest confidence reported as a finding (lower ones are listed as ruled out).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
-def analyze(paths: tuple[Path, ...], output: Path | None, formats: tuple[str, ...], lang: str, tz: str,
-            backend: str, rule_dirs: tuple[Path, ...], gap_s: float | None, lookback_s: float | None,
-            lookahead_s: float | None, skew_s: float | None, threshold: float | None, quiet: bool) -> None:
+def analyze(
+    paths: tuple[Path, ...],
+    output: Path | None,
+    formats: tuple[str, ...],
+    lang: str,
+    tz: str,
+    backend: str,
+    rule_dirs: tuple[Path, ...],
+    gap_s: float | None,
+    lookback_s: float | None,
+    lookahead_s: float | None,
+    skew_s: float | None,
+    threshold: float | None,
+    quiet: bool,
+) -> None:
     """Analyse a log bundle and write the root-cause report.
 
     PATHS are .evtx files, folders (searched recursively) and .zip bundles (nested zips too).
@@ -108,14 +154,23 @@ def analyze(paths: tuple[Path, ...], output: Path | None, formats: tuple[str, ..
     from evtxcorr.render import render
 
     plan = plan_outputs(output, formats)
-    options = Options(backend=backend, rule_dirs=rule_dirs, gap_s=gap_s, lookback_s=lookback_s,
-                      lookahead_s=lookahead_s, skew_s=skew_s, threshold=threshold)
+    options = Options(
+        backend=backend,
+        rule_dirs=rule_dirs,
+        gap_s=gap_s,
+        lookback_s=lookback_s,
+        lookahead_s=lookahead_s,
+        skew_s=skew_s,
+        threshold=threshold,
+    )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
     if not any(entry.format == "evtx" for entry in report.ledger.entries):
         looked = len(report.ledger.entries)
-        raise EvtxcorrError(f"no Windows event log (.evtx) found in {', '.join(map(str, paths))} "
-                            f"({looked} file{'s' if looked != 1 else ''} looked at)")
+        raise EvtxcorrError(
+            f"no Windows event log (.evtx) found in {', '.join(map(str, paths))} "
+            f"({looked} file{'s' if looked != 1 else ''} looked at)"
+        )
     for fmt, target in plan.items():
         text = render(report, fmt, lang=lang, tz=tz)
         if target is None:
@@ -129,11 +184,15 @@ def analyze(paths: tuple[Path, ...], output: Path | None, formats: tuple[str, ..
 def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-def]
     totals = report.ledger.totals()
     err = lambda text: click.echo(text, err=True)  # noqa: E731
-    err(f"evtxcorr: {totals['files']} files, {totals['records']} records "
+    err(
+        f"evtxcorr: {totals['files']} files, {totals['records']} records "
         f"({totals['records_failed']} failed, {totals['duplicates']} duplicates), "
-        f"{len(report.incidents)} incidents")
+        f"{len(report.incidents)} incidents"
+    )
     for finding in report.findings:
-        err(f"  finding: {finding.cause} on {finding.host} ({finding.incident}), confidence {finding.confidence:.2f}")
+        err(
+            f"  finding: {finding.cause} on {finding.host} ({finding.incident}), confidence {finding.confidence:.2f}"
+        )
     if not report.findings:
         err("  no cause found")
     for warning in report.ledger.warnings:
@@ -162,18 +221,27 @@ def forge_list() -> None:
 
     for scenario_id in list_scenarios():
         scenario = load_scenario(scenario_id)
-        click.echo(f"{scenario_id:32} {getattr(scenario, 'title', '') or ''}")
+        click.echo(f"{scenario_id:32} {scenario.title}")
 
 
 @forge.command("build")
 @click.argument("scenario")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder to write the bundle to.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder to write the bundle to."
+)
 @click.option("--seed", type=int, help="Random seed (same seed, same bytes).")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Multiply the background noise.")
-@click.option("--layout", type=click.Choice(["plain", "tss", "privatecloud"]), default="plain", show_default=True,
-              help="File naming: plain HOST/System.evtx, TSS {HOST}_evt_System.evtx, PrivateCloud.DiagnosticInfo.")
+@click.option(
+    "--layout",
+    type=click.Choice(["plain", "tss", "privatecloud"]),
+    default="plain",
+    show_default=True,
+    help="File naming: plain HOST/System.evtx, TSS {HOST}_evt_System.evtx, PrivateCloud.DiagnosticInfo.",
+)
 @click.option("--zip", "as_zip", is_flag=True, help="Also pack the bundle as a .zip.")
-def forge_build(scenario: str, output: Path, seed: int | None, scale: float, layout: str, as_zip: bool) -> None:
+def forge_build(
+    scenario: str, output: Path, seed: int | None, scale: float, layout: str, as_zip: bool
+) -> None:
     """Write the bundle of SCENARIO (a shipped id or a scenario YAML file)."""
     from evtxcorr.forge import forge_bundle
 
@@ -184,22 +252,38 @@ def forge_build(scenario: str, output: Path, seed: int | None, scale: float, lay
 @forge.command("fixtures")
 @click.option("--dest", type=click.Path(path_type=Path), help="Folder (default: tests/fixtures/bundles).")
 def forge_fixtures(dest: Path | None) -> None:
-    """Regenerate the committed test fixtures, byte for byte."""
+    """Regenerate the committed test fixtures, byte for byte (and their PROVENANCE.md table)."""
     from evtxcorr.forge import regenerate_fixtures
+    from evtxcorr.forge.bundle import FIXTURE_DIR, update_provenance
 
-    paths = regenerate_fixtures(dest) if dest else regenerate_fixtures()
-    click.echo(f"{len(paths)} files written")
+    target = dest or FIXTURE_DIR
+    paths = regenerate_fixtures(target)
+    if target.resolve() == FIXTURE_DIR.resolve():
+        update_provenance(target)
+    click.echo(f"{len(paths)} files, {sum(p.stat().st_size for p in paths):,} bytes in {target}")
 
 
 @forge.command("big")
 @click.argument("output", type=click.Path(path_type=Path))
-@click.option("--size-mb", type=int, default=200, show_default=True, help="Approximate total size.")
-def forge_big(output: Path, size_mb: int) -> None:
-    """Write the large benchmark bundle (4 nodes, shared-NIC incidents in millions of noise records)."""
+@click.option("--size-mb", type=float, default=200, show_default=True, help="Approximate total size.")
+@click.option(
+    "--scenario",
+    default="shared-nic-sole-dc-path",
+    show_default=True,
+    help="Scenario whose incidents are buried in the noise.",
+)
+def forge_big(output: Path, size_mb: float, scenario: str) -> None:
+    """Write the large benchmark bundle (4 nodes, shared-NIC incidents in millions of noise records).
+
+    Generated on demand, never committed: `evtxcorr forge big /tmp/big --size-mb 200`.
+    """
     from evtxcorr.forge import forge_large_bundle
 
-    for path in forge_large_bundle(output, size_mb):
-        click.echo(str(path))
+    _, stats = forge_large_bundle(output, size_mb, scenario=scenario)
+    click.echo(
+        f"{stats['files']} files, {stats['bytes']:,} bytes in {stats['seconds']:.1f} s "
+        f"(noise scale {stats['scale']:.2f}) in {output}"
+    )
 
 
 @cli.group(context_settings=CONTEXT)
@@ -214,12 +298,14 @@ def rules() -> None:
 
 
 @rules.command("list")
-@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--rules", "rule_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 def rules_list(rule_dirs: tuple[Path, ...]) -> None:
     """List causes and detections."""
-    from evtxcorr.ruleset import load_ruleset
+    from evtxcorr.ruleset import load_ruleset, with_builtin
 
-    ruleset = load_ruleset(list(rule_dirs) or None)
+    ruleset = load_ruleset(with_builtin(rule_dirs))
     texts = ruleset.cause_texts()
     click.echo("causes:")
     for cause_id, text in texts.items():
@@ -232,13 +318,19 @@ def rules_list(rule_dirs: tuple[Path, ...]) -> None:
 @rules.command("check")
 @click.argument("dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 def rules_check(dirs: tuple[Path, ...]) -> None:
-    """Check rule folders (default: the built-in rules); print file:line:col: problem for each issue."""
-    from evtxcorr.ruleset import check_ruleset
+    """Check rule folders, together with the built-in rules they build on; print file:line:col: problem
+    for each issue. Exit code 1 when there is an error.
 
-    issues = check_ruleset(list(dirs) or None)
+    \b
+        evtxcorr rules check                 # the built-in rules
+        evtxcorr rules check ./team-rules    # a team's folder, checked with the built-in rules
+    """
+    from evtxcorr.ruleset import check_ruleset, with_builtin
+
+    issues = check_ruleset(with_builtin(dirs))
     for issue in issues:
-        click.echo(str(issue))
-    errors = [i for i in issues if getattr(i, "severity", "error") == "error"]
+        click.echo(f"{issue} [{issue.severity}]")
+    errors = [i for i in issues if i.severity == "error"]
     if errors:
         raise SystemExit(1)
     click.echo(f"ok: no errors ({len(issues)} warnings)" if issues else "ok")
@@ -247,16 +339,18 @@ def rules_check(dirs: tuple[Path, ...]) -> None:
 @rules.command("explain")
 @click.argument("cause")
 @click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True)
-@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--rules", "rule_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 def rules_explain(cause: str, lang: str, rule_dirs: tuple[Path, ...]) -> None:
     """Explain a cause: what it means, the evidence it weighs, the remedy and how to verify."""
-    from evtxcorr.ruleset import load_ruleset
+    from evtxcorr.ruleset import load_ruleset, with_builtin
 
-    ruleset = load_ruleset(list(rule_dirs) or None)
+    ruleset = load_ruleset(with_builtin(rule_dirs))
     texts = ruleset.cause_texts()
     if cause not in texts:
         raise EvtxcorrError(f"no cause {cause!r}; known: {', '.join(texts)}")
-    click.echo(ruleset.explain(cause, lang) if hasattr(ruleset, "explain") else _explain(texts[cause], lang))
+    click.echo(_explain(texts[cause], lang))
 
 
 def _explain(text, lang: str) -> str:  # type: ignore[no-untyped-def]

@@ -25,13 +25,23 @@ class Progress:
     def start(self, sources: list[Source]) -> None:
         self._sizes = {s.display: _size(s) for s in sources}
         if self._enabled:
-            self._bar = tqdm(total=sum(self._sizes.values()), unit="B", unit_scale=True, unit_divisor=1024,
-                             desc="parsing", file=sys.stderr, disable=None, leave=False)
+            self._bar = tqdm(
+                total=sum(self._sizes.values()),
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="parsing",
+                file=sys.stderr,
+                disable=None,
+                leave=False,
+            )
 
     def update(self, source: Source, records: int, finished: bool) -> None:
         if self._bar is None:
             return
-        self._bar.set_postfix_str(f"{source.display[-40:]} {self._records + records:,} records", refresh=False)
+        self._bar.set_postfix_str(
+            f"{source.display[-40:]} {self._records + records:,} records", refresh=False
+        )
         if finished:
             self._records += records
             self._bar.update(self._sizes.get(source.display, 0))
@@ -41,8 +51,9 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._bar is not None:
             self._bar.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
@@ -14,7 +14,9 @@ def data_dir(name: str) -> Path:
     A wheel carries them as the data-only packages evtxcorr.rules and evtxcorr.templates
     (pyproject's package-dir mapping); an editable install or a checkout reads the top-level folders.
     """
-    try:
-        return Path(str(importlib.resources.files(f"evtxcorr.{name}")))
-    except ModuleNotFoundError:
-        return _CHECKOUT_ROOT / name
+    # They are namespace packages (no __init__.py): importlib.resources.files() would hand back a
+    # MultiplexedPath, so ask the import system for the folder itself.
+    spec = importlib.util.find_spec(f"evtxcorr.{name}")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return _CHECKOUT_ROOT / name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -50,5 +51,18 @@ def corpus_expected(corpus_dir: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="session")
-def bundles_dir() -> Path:
+def committed_bundles() -> Path:
+    """The committed fixture bundles: one .zip per bundle (small in git, as customers send them)."""
     return BUNDLES
+
+
+@pytest.fixture(scope="session")
+def bundles_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed bundles unpacked once per run: `bundles_dir / "<scenario>" / "HV01" / "System.evtx"`."""
+    root = tmp_path_factory.mktemp("bundles")
+    archives = sorted(BUNDLES.glob("*.zip"))
+    assert archives, f"no fixture bundles in {BUNDLES} (run `evtxcorr forge fixtures`)"
+    for archive in archives:
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(root)  # our own archives, written by the forge
+    return root

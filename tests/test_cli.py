@@ -19,7 +19,9 @@ def run(*args: str) -> object:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["analyze"], ["forge"], ["forge", "build"], ["rules"], ["rules", "check"]])
+@pytest.mark.parametrize(
+    "command", [[], ["analyze"], ["forge"], ["forge", "build"], ["rules"], ["rules", "check"]]
+)
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.exit_code == 0

@@ -1,0 +1,65 @@
+"""Collection layouts: what a file name says about its host and channel, as a table of patterns.
+
+Hints only: the records' own Computer and Channel win, and parse/ warns when they disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# (layout name, pattern on the base name). Groups: host, channel, ext. First match wins.
+LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # TSS / SDP collectors: HV01_evt_System.evtx, HV01_evt_Microsoft-Windows-...-Operational.csv
+    ("tss", re.compile(r"^(?P<host>[^_\\/]+)_evt_(?P<channel>.+)\.(?P<ext>evtx|csv|txt)$", re.IGNORECASE)),
+    # Get-SDDCDiagnosticInfo (PrivateCloud.DiagnosticInfo): HV01_UnfilteredEvent_System.EVTX
+    ("sddc", re.compile(r"^(?P<host>[^_\\/]+)_UnfilteredEvent_(?P<channel>.+)\.(?P<ext>evtx)$", re.IGNORECASE)),
+    # %SystemRoot%\System32\winevt\Logs: '%4' stands for '/' in channel names
+    ("winevt", re.compile(r"^(?P<channel>[^_\\/]*%4[^\\/]+)\.(?P<ext>evtx)$", re.IGNORECASE)),
+    ("winevt", re.compile(
+        r"^(?P<channel>Application|System|Security|Setup|ForwardedEvents|HardwareEvents"
+        r"|Microsoft-Windows-[A-Za-z0-9.-]+-(?:Admin|Operational|Diagnostic))\.(?P<ext>evtx)$",
+        re.IGNORECASE,
+    )),
+)  # fmt: skip
+
+TEXT_EXTENSIONS = ("csv", "txt")
+
+
+@dataclass(frozen=True)
+class NameHints:
+    layout: str | None = None
+    host: str | None = None
+    channel: str | None = None
+    ext: str = ""
+
+
+def channel_from_name(text: str) -> str:
+    """A channel as spelled in a file name -> its real name ('%4' is '/')."""
+    return text.replace("%4", "/")
+
+
+def hints(base_name: str) -> NameHints:
+    """Host and channel named by a file's base name, by the first matching layout."""
+    for layout, pattern in LAYOUTS:
+        match = pattern.match(base_name)
+        if match:
+            groups = match.groupdict()
+            channel = groups.get("channel")
+            return NameHints(
+                layout=layout,
+                host=groups.get("host"),
+                channel=channel_from_name(channel) if channel else None,
+                ext=groups.get("ext", "").lower(),
+            )
+    ext = base_name.rsplit(".", 1)[-1].lower() if "." in base_name else ""
+    return NameHints(ext=ext)
+
+
+def evtx_sibling(base_name: str, names_in_folder: set[str]) -> str | None:
+    """For a text export (X.csv / X.txt), the name of the X.evtx beside it, if present."""
+    stem, dot, ext = base_name.rpartition(".")
+    if not dot or ext.lower() not in TEXT_EXTENSIONS:
+        return None
+    lowered = {name.lower(): name for name in names_in_folder}
+    return lowered.get(f"{stem}.evtx".lower())

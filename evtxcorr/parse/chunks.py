@@ -1,0 +1,228 @@
+"""Split an EVTX file into its header, chunks and record slots, without any parser library.
+
+Both backends parse one chunk at a time from what this module finds, so every record has a known
+chunk and file offset, a damaged chunk costs only that chunk, and chunks past the header's stale
+chunk count (dirty files) are read too. Layouts follow evtx-format.md (libyal documentation).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FILE_MAGIC = b"ElfFile\x00"
+CHUNK_MAGIC = b"ElfChnk\x00"
+RECORD_MAGIC = b"\x2a\x2a\x00\x00"
+FILE_HEADER_SIZE = 4096
+CHUNK_SIZE = 65536
+CHUNK_HEADER_SIZE = 512  # 128-byte header + string and template offset tables
+RECORD_HEADER_SIZE = 24  # magic, size, record id, written FILETIME
+MIN_RECORD_SIZE = RECORD_HEADER_SIZE + 4  # header + trailing size copy
+
+# name -> (offset, struct format): the fields this module reads, as data.
+FILE_HEADER_FIELDS: dict[str, tuple[int, str]] = {
+    "first_chunk": (8, "<Q"),
+    "last_chunk": (16, "<Q"),
+    "next_record_id": (24, "<Q"),
+    "header_size": (32, "<I"),
+    "minor_version": (36, "<H"),
+    "major_version": (38, "<H"),
+    "block_size": (40, "<H"),
+    "chunk_count": (42, "<H"),
+    "flags": (120, "<I"),
+    "checksum": (124, "<I"),
+}
+CHUNK_HEADER_FIELDS: dict[str, tuple[int, str]] = {
+    "first_record_number": (8, "<Q"),
+    "last_record_number": (16, "<Q"),
+    "first_record_id": (24, "<Q"),
+    "last_record_id": (32, "<Q"),
+    "header_size": (40, "<I"),
+    "last_record_offset": (44, "<I"),
+    "free_space_offset": (48, "<I"),
+    "data_checksum": (52, "<I"),
+    "flags": (120, "<I"),
+    "header_checksum": (124, "<I"),
+}
+FILE_FLAG_DIRTY = 0x1
+FILE_FLAG_FULL = 0x2
+
+
+def read_fields(buf: bytes, layout: dict[str, tuple[int, str]]) -> dict[str, int]:
+    """Unpack the fields of `layout` from `buf` (which must be long enough)."""
+    return {name: struct.unpack_from(fmt, buf, off)[0] for name, (off, fmt) in layout.items()}
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    fields: dict[str, int]
+    magic_ok: bool
+    crc_ok: bool
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.fields["flags"] & FILE_FLAG_DIRTY)
+
+    @property
+    def chunk_count(self) -> int:
+        return self.fields["chunk_count"]
+
+
+@dataclass(frozen=True)
+class RecordSlot:
+    """One record header found by walking a chunk: where it is and what id it claims."""
+
+    offset: int  # offset inside the chunk
+    size: int
+    record_id: int
+    valid: bool  # magic, size and trailing size copy all consistent
+
+
+@dataclass
+class Chunk:
+    """One 64 KiB chunk slot of the file (index counted from the first chunk after the header)."""
+
+    index: int
+    file_offset: int
+    data: bytes
+    status: str  # 'ok' | 'bad-magic' | 'truncated' | 'trailing'
+    header: dict[str, int] = field(default_factory=dict)
+    slots: list[RecordSlot] = field(default_factory=list)
+    header_crc_ok: bool = True
+    data_crc_ok: bool = True
+
+    @property
+    def readable(self) -> bool:
+        return self.status == "ok"
+
+
+def parse_file_header(buf: bytes) -> FileHeader | None:
+    """The file header, or None when `buf` is shorter than one header."""
+    if len(buf) < 128:
+        return None
+    fields = read_fields(buf, FILE_HEADER_FIELDS)
+    crc_ok = zlib.crc32(buf[:120]) == fields["checksum"]
+    return FileHeader(fields=fields, magic_ok=buf[:8] == FILE_MAGIC, crc_ok=crc_ok)
+
+
+def _slot_at(data: bytes, off: int) -> RecordSlot | None:
+    """The record header at `off`, or None when there is no record signature there."""
+    if off + RECORD_HEADER_SIZE > len(data) or data[off : off + 4] != RECORD_MAGIC:
+        return None
+    size, record_id = struct.unpack_from("<IQ", data, off + 4)
+    valid = MIN_RECORD_SIZE <= size <= len(data) - off
+    if valid:
+        valid = struct.unpack_from("<I", data, off + size - 4)[0] == size
+    return RecordSlot(offset=off, size=size, record_id=record_id, valid=valid)
+
+
+def _resync(data: bytes, start: int, end: int) -> int | None:
+    """Next 8-aligned offset in [start, end) holding a valid record header (after a damaged one)."""
+    off = start + (-start % 8)
+    while True:
+        off = data.find(RECORD_MAGIC, off, end)
+        if off < 0:
+            return None
+        if off % 8 == 0:
+            slot = _slot_at(data, off)
+            if slot is not None and slot.valid:
+                return off
+        off += 1
+
+
+def walk_records(data: bytes, free_space_offset: int | None = None) -> list[RecordSlot]:
+    """Every record header in one chunk, in order.
+
+    Walks from offset 512 up to the free-space offset (or the chunk end when that offset is not
+    plausible). A damaged header (zero size, bad size copy) is kept as an invalid slot and the walk
+    resumes at the next valid record signature, so records behind it are still counted.
+    """
+    end = len(data)
+    if free_space_offset is not None and CHUNK_HEADER_SIZE <= free_space_offset <= len(data):
+        end = free_space_offset
+    slots: list[RecordSlot] = []
+    off = CHUNK_HEADER_SIZE
+    while off + RECORD_HEADER_SIZE <= end:
+        slot = _slot_at(data, off)
+        if slot is None:
+            if _is_zero(data[off:end]):
+                break
+            # Bytes where a record header should be, before the free-space offset: one damaged slot.
+            slot = RecordSlot(offset=off, size=0, record_id=0, valid=False)
+        slots.append(slot)
+        if slot.valid:
+            off += slot.size
+            continue
+        nxt = _resync(data, off + 8, end)
+        if nxt is None:
+            break
+        off = nxt
+    return slots
+
+
+def _read_chunk(index: int, file_offset: int, data: bytes) -> Chunk:
+    if len(data) < CHUNK_SIZE:
+        return Chunk(index, file_offset, data, "truncated")
+    if data[:8] != CHUNK_MAGIC:
+        return Chunk(index, file_offset, data, "bad-magic")
+    header = read_fields(data, CHUNK_HEADER_FIELDS)
+    header_crc = zlib.crc32(data[:120] + data[128:512])
+    free = header["free_space_offset"]
+    data_crc_ok = True
+    if CHUNK_HEADER_SIZE <= free <= CHUNK_SIZE:
+        data_crc_ok = zlib.crc32(data[512:free]) == header["data_checksum"]
+    return Chunk(
+        index,
+        file_offset,
+        data,
+        "ok",
+        header=header,
+        slots=walk_records(data, free),
+        header_crc_ok=header_crc == header["header_checksum"],
+        data_crc_ok=data_crc_ok,
+    )
+
+
+def _is_zero(data: bytes) -> bool:
+    return not data.strip(b"\x00")
+
+
+def iter_chunks(path: Path) -> Iterator[Chunk]:
+    """Every chunk slot after the file header, streaming one 64 KiB read at a time.
+
+    Slots past the header's chunk count are read too (dirty files). A slot without the chunk magic
+    is yielded as 'bad-magic' when a real chunk follows it; after the last real chunk such slots are
+    unused or overwritten space: yielded as 'trailing' when they hold data, dropped when all zero. A
+    short tail holding data is yielded as 'truncated'.
+    """
+    with path.open("rb") as fh:
+        fh.seek(FILE_HEADER_SIZE)
+        index = 0
+        pending: list[Chunk] = []
+        while data := fh.read(CHUNK_SIZE):
+            chunk = _read_chunk(index, FILE_HEADER_SIZE + index * CHUNK_SIZE, data)
+            index += 1
+            if chunk.status == "ok":
+                yield from pending  # bad-magic slots between real chunks: failed chunks
+                pending.clear()
+                yield chunk
+            else:
+                pending.append(chunk)
+        for chunk in pending:  # after the last real chunk
+            if _is_zero(chunk.data):
+                continue
+            if chunk.status == "bad-magic":
+                chunk.status = "trailing"
+            yield chunk
+
+
+def mini_file(chunk_data: bytes) -> bytes:
+    """A valid one-chunk EVTX file around `chunk_data`: what a whole-file parser accepts."""
+    header = bytearray(FILE_HEADER_SIZE)
+    header[0:8] = FILE_MAGIC
+    struct.pack_into("<QQQIHHHH", header, 8, 0, 0, 0, 128, 1, 3, FILE_HEADER_SIZE, 1)
+    struct.pack_into("<I", header, 124, zlib.crc32(bytes(header[:120])))
+    return bytes(header) + chunk_data

@@ -1,0 +1,249 @@
+"""python-evtx backend: the only module that imports `Evtx`.
+
+python-evtx parses the BinXML (templates, substitutions); this module does the rendering itself,
+straight into an lxml tree, with every value formatted as the Rust parser prints it, so that
+normalise.element_to_record gives the same dict for both backends. That sidesteps python-evtx's
+rendering quirks (evtx-format.md): classic string arrays expand to one <Data> per string, Binary is
+hex, FILETIMEs come from the integer (no float), NULL optional substitutions are omitted, attribute
+values cannot inject markup. Records are read at the offsets chunks.walk_records found, so a
+damaged record costs only itself, even mid-chunk.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from Evtx.Evtx import ChunkHeader, Record
+from Evtx.Nodes import (
+    AttributeNode,
+    BXmlTypeNode,
+    CDataSectionNode,
+    CharacterReferenceNode,
+    ConditionalSubstitutionNode,
+    EntityReferenceNode,
+    NormalSubstitutionNode,
+    OpenStartElementNode,
+    ValueNode,
+)
+from lxml import etree
+
+from evtxcorr.parse.chunks import RecordSlot
+from evtxcorr.parse.normalise import (
+    element_to_record,
+    filetime_to_datetime,
+    format_time,
+    local,
+    xml_safe,
+)
+
+NAME = "python-evtx"
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _raw(node: object) -> bytes:
+    """The value bytes of a variant node."""
+    buf = node._buf  # type: ignore[attr-defined]
+    off = node.offset()  # type: ignore[attr-defined]
+    return bytes(buf[off : off + node.length()])  # type: ignore[attr-defined]
+
+
+def _systemtime(raw: bytes) -> str:
+    year, month, _dow, day, hour, minute, second, milli = struct.unpack("<8H", raw[:16])
+    moment = datetime(year, month, day, hour, minute, second, milli * 1000, tzinfo=UTC)
+    return format_time(moment)
+
+
+def _utf16_strings(raw: bytes) -> list[str]:
+    """A UTF-16 string array (NUL-terminated strings back to back)."""
+    text = raw.decode("utf-16-le", errors="replace")
+    if text.endswith("\x00"):
+        text = text[:-1]
+    return text.split("\x00") if text else []
+
+
+def _guid(raw: bytes) -> str:
+    return str(uuid.UUID(bytes_le=raw[:16])).upper()
+
+
+# BinXML value type -> Rust-style text of the raw value bytes. Arrays (0x80 | type) are lists.
+_SCALAR: dict[int, object] = {
+    0x01: lambda raw: raw.decode("utf-16-le", errors="replace").rstrip("\x00"),
+    0x02: lambda raw: raw.decode("cp1252", errors="replace").rstrip("\x00"),
+    0x03: lambda raw: str(struct.unpack("<b", raw[:1])[0]),
+    0x04: lambda raw: str(raw[0]),
+    0x05: lambda raw: str(struct.unpack("<h", raw[:2])[0]),
+    0x06: lambda raw: str(struct.unpack("<H", raw[:2])[0]),
+    0x07: lambda raw: str(struct.unpack("<i", raw[:4])[0]),
+    0x08: lambda raw: str(struct.unpack("<I", raw[:4])[0]),
+    0x09: lambda raw: str(struct.unpack("<q", raw[:8])[0]),
+    0x0A: lambda raw: str(struct.unpack("<Q", raw[:8])[0]),
+    0x0B: lambda raw: repr(struct.unpack("<f", raw[:4])[0]),
+    0x0C: lambda raw: repr(struct.unpack("<d", raw[:8])[0]),
+    0x0D: lambda raw: "true" if struct.unpack("<I", raw[:4].ljust(4, b"\0"))[0] else "false",
+    0x0E: lambda raw: raw.hex().upper(),
+    0x0F: _guid,
+    0x10: lambda raw: hex(int.from_bytes(raw, "little")),
+    0x11: lambda raw: format_time(filetime_to_datetime(struct.unpack("<Q", raw[:8])[0])),
+    0x12: _systemtime,
+    0x14: lambda raw: hex(struct.unpack("<I", raw[:4])[0]),
+    0x15: lambda raw: hex(struct.unpack("<Q", raw[:8])[0]),
+}
+_ITEM_SIZE = {0x03: 1, 0x04: 1, 0x05: 2, 0x06: 2, 0x07: 4, 0x08: 4, 0x09: 8, 0x0A: 8, 0x0B: 4, 0x0C: 8,
+              0x0D: 4, 0x0F: 16, 0x10: 8, 0x11: 8, 0x12: 16, 0x14: 4, 0x15: 8}  # fmt: skip
+
+
+def value_text(node: object, value_type: int) -> str | list[str] | None:
+    """Text of one substitution value as the Rust parser renders it; None for NULL."""
+    if value_type == 0x00:
+        return None
+    if value_type == 0x13:
+        return node.string()  # type: ignore[attr-defined]  # SID: python-evtx formats it right
+    raw = _raw(node)
+    if value_type & 0x80:
+        item = value_type & 0x7F
+        if item == 0x01:
+            return _utf16_strings(raw)
+        size = _ITEM_SIZE.get(item)
+        if size is None:
+            raise ValueError(f"unsupported array type 0x{value_type:02x}")
+        fmt = _SCALAR[item]
+        return [fmt(raw[i : i + size]) for i in range(0, len(raw) - size + 1, size)]  # type: ignore[operator]
+    fmt = _SCALAR.get(value_type)
+    if fmt is None:
+        raise ValueError(f"unsupported value type 0x{value_type:02x}")
+    return fmt(raw)  # type: ignore[operator]
+
+
+def _add_text(el: etree._Element, text: str) -> None:
+    if not text:
+        return
+    text = xml_safe(text)
+    if len(el):
+        el[-1].tail = (el[-1].tail or "") + text
+    else:
+        el.text = (el.text or "") + text
+
+
+def _content_text(node: object) -> str:
+    if isinstance(node, ValueNode):
+        return node.children()[0].string()
+    if isinstance(node, CharacterReferenceNode):
+        return chr(node.entity())
+    if isinstance(node, EntityReferenceNode):
+        name = node.entity_reference()[1:-1]
+        return _ENTITIES.get(name, f"&{name};")
+    if isinstance(node, CDataSectionNode):
+        return node.cdata()
+    return ""
+
+
+class _Renderer:
+    """Render one record's template tree into lxml elements."""
+
+    def __init__(self, root_node: object) -> None:
+        self.root_node = root_node
+
+    def render(self) -> etree._Element:
+        holder = etree.Element("holder")
+        self._template(self.root_node, holder)
+        events = [c for c in holder if local(c.tag)]
+        if not events:
+            raise ValueError("empty template")
+        return events[0]
+
+    def _template(self, root_node: object, parent: etree._Element) -> None:
+        subs = root_node.substitutions()  # type: ignore[attr-defined]
+        for child in root_node.template().children():  # type: ignore[attr-defined]
+            self._node(child, parent, subs)
+
+    def _sub_value(self, node: object, subs: list[object]) -> tuple[object, str | list[str] | None]:
+        sub = subs[node.index()]  # type: ignore[attr-defined]
+        if isinstance(sub, BXmlTypeNode):
+            return sub, None
+        value_type = _value_type(sub)
+        return sub, value_text(sub, value_type)
+
+    def _attribute_value(self, node: object, subs: list[object]) -> str | None:
+        if isinstance(node, NormalSubstitutionNode | ConditionalSubstitutionNode):
+            _sub, value = self._sub_value(node, subs)
+            if isinstance(value, list):
+                return ",".join(value)
+            if value is None and isinstance(node, ConditionalSubstitutionNode):
+                return None
+            return value or ""
+        return _content_text(node)
+
+    def _element(self, node: OpenStartElementNode, parent: etree._Element, subs: list[object]) -> None:
+        el = etree.SubElement(parent, local(node.tag_name()) or "unnamed")
+        for child in node.children():
+            if isinstance(child, AttributeNode):
+                name = child.attribute_name().string()
+                if name.startswith("xmlns"):
+                    continue
+                value = self._attribute_value(child.attribute_value(), subs)
+                if value is not None:
+                    el.set(local(name), xml_safe(value))
+        for child in node.children():
+            if not isinstance(child, AttributeNode):
+                self._node(child, el, subs)
+
+    def _node(self, node: object, parent: etree._Element, subs: list[object]) -> None:
+        if isinstance(node, OpenStartElementNode):
+            self._element(node, parent, subs)
+        elif isinstance(node, NormalSubstitutionNode | ConditionalSubstitutionNode):
+            sub, value = self._sub_value(node, subs)
+            if isinstance(sub, BXmlTypeNode):
+                self._template(sub.root(), parent)
+            elif isinstance(value, list):
+                _expand_array(parent, value)
+            elif value is not None:
+                _add_text(parent, value)
+        else:
+            _add_text(parent, _content_text(node))
+
+
+def _expand_array(el: etree._Element, items: list[str]) -> None:
+    """One element per array item, as the Rust parser renders `<Data>%n</Data>` with an array."""
+    if not items:
+        return
+    _add_text(el, items[0])
+    parent = el.getparent()
+    if parent is None:
+        return
+    position = parent.index(el)
+    for offset, item in enumerate(items[1:], start=1):
+        copy = etree.Element(el.tag, dict(el.attrib))
+        copy.text = xml_safe(item)
+        parent.insert(position + offset, copy)
+
+
+def _value_type(sub: object) -> int:
+    """The substitution's declared value type (python-evtx keeps it only in the class)."""
+    return _TYPE_OF_CLASS[type(sub).__name__]
+
+
+_TYPE_OF_CLASS = {
+    "NullTypeNode": 0x00, "WstringTypeNode": 0x01, "StringTypeNode": 0x02, "SignedByteTypeNode": 0x03,
+    "UnsignedByteTypeNode": 0x04, "SignedWordTypeNode": 0x05, "UnsignedWordTypeNode": 0x06,
+    "SignedDwordTypeNode": 0x07, "UnsignedDwordTypeNode": 0x08, "SignedQwordTypeNode": 0x09,
+    "UnsignedQwordTypeNode": 0x0A, "FloatTypeNode": 0x0B, "DoubleTypeNode": 0x0C, "BooleanTypeNode": 0x0D,
+    "BinaryTypeNode": 0x0E, "GuidTypeNode": 0x0F, "SizeTypeNode": 0x10, "FiletimeTypeNode": 0x11,
+    "SystemtimeTypeNode": 0x12, "SIDTypeNode": 0x13, "Hex32TypeNode": 0x14, "Hex64TypeNode": 0x15,
+    "BXmlTypeNode": 0x21, "WstringArrayTypeNode": 0x81,
+}  # fmt: skip
+
+
+def parse_chunk(chunk_data: bytes, slots: list[RecordSlot]) -> Iterator[tuple[RecordSlot, dict | Exception]]:
+    """(slot, record dict) for every slot python-evtx can read, (slot, exception) for the others."""
+    header = ChunkHeader(chunk_data, 0)
+    for slot in slots:
+        try:
+            record = Record(chunk_data, slot.offset, header)
+            written = filetime_to_datetime(struct.unpack_from("<Q", chunk_data, slot.offset + 16)[0])
+            event = _Renderer(record.root()).render()
+            yield slot, element_to_record(event, written=written)
+        except Exception as exc:  # noqa: BLE001 - python-evtx raises anything on damaged bytes
+            yield slot, exc

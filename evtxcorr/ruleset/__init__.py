@@ -1,0 +1,171 @@
+"""Rules as data: load Sigma detections and cause files, check them, and match detections to rows.
+
+A rules folder holds `sigma/*.yml` (Sigma rules, one event signature each), `causes/*.yaml` (our
+diagnosis schema, see rules/README.md) and optionally `settings.yaml`. Settings always start from the
+built-in file; each folder's settings.yaml overrides the keys it sets. Names must be unique across
+folders, so a team's folder adds to the built-in rules and never silently replaces one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evtxcorr.errors import Location, RuleError
+from evtxcorr.resources import data_dir
+from evtxcorr.ruleset import sigma
+from evtxcorr.ruleset.checks import run_checks
+from evtxcorr.ruleset.model import (
+    Cause,
+    Detection,
+    EvidenceSpec,
+    Issue,
+    Ruleset,
+    Settings,
+    cause_from_doc,
+    settings_overrides,
+)
+from evtxcorr.ruleset.yamlload import Doc, load_file
+
+__all__ = [
+    "Cause",
+    "Detection",
+    "EvidenceSpec",
+    "Issue",
+    "Ruleset",
+    "Settings",
+    "builtin_dir",
+    "check_ruleset",
+    "load_ruleset",
+    "match",
+]
+
+SIGMA_GLOBS = ("sigma/*.yml", "sigma/*.yaml")
+CAUSE_GLOBS = ("causes/*.yaml", "causes/*.yml")
+
+
+def builtin_dir() -> Path:
+    """The rules shipped with evtxcorr."""
+    return data_dir("rules")
+
+
+def with_builtin(dirs: Sequence[Path] = ()) -> list[Path]:
+    """The built-in rules folder followed by a team's folders (the built-in one is not repeated)."""
+    builtin = builtin_dir().resolve()
+    return [builtin, *(Path(d) for d in dirs if Path(d).resolve() != builtin)]
+
+
+def _files(folder: Path, globs: Sequence[str]) -> list[Path]:
+    return sorted({path for pattern in globs for path in folder.glob(pattern)})
+
+
+def _doc(path: Path, issues: list[Issue]) -> Doc | None:
+    try:
+        return load_file(path)
+    except RuleError as exc:
+        issues.append(Issue("error", exc.location or Location(str(path)), exc.message, "yaml"))
+        return None
+
+
+def _settings(dirs: Sequence[Path], issues: list[Issue]) -> Settings | None:
+    values: dict[str, object] = {}
+    builtin = builtin_dir().resolve()
+    folders = [builtin, *(d for d in dirs if d.resolve() != builtin)]
+    for folder in folders:
+        path = folder / "settings.yaml"
+        if path.is_file() and (doc := _doc(path, issues)) is not None:
+            values.update(settings_overrides(doc, issues))
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except TypeError as exc:
+        issues.append(Issue("error", Location(str(builtin / "settings.yaml")), f"incomplete settings: {exc}"))
+        return None
+
+
+def _collect(dirs: Sequence[Path]) -> tuple[Ruleset | None, list[Issue]]:
+    """Load every file of every folder, collecting all issues; None if settings are unusable."""
+    issues: list[Issue] = []
+    for folder in dirs:
+        if not folder.is_dir():
+            issues.append(Issue("error", Location(str(folder)), "rules folder does not exist", "files"))
+    settings = _settings(dirs, issues)
+    if settings is None:
+        return None, issues
+    detections: dict[str, Detection] = {}
+    causes: dict[str, Cause] = {}
+    for folder in dirs:
+        for path in _files(folder, SIGMA_GLOBS):
+            doc = _doc(path, issues)
+            detection = sigma.detection_from_doc(doc, settings, issues) if doc else None
+            if detection and detection.name in detections:
+                issues.append(
+                    Issue(
+                        "error",
+                        doc.loc("name"),
+                        f"detection name '{detection.name}' is "
+                        f"already used by {detections[detection.name].path}",
+                        "names",
+                    )
+                )
+            elif detection:
+                detections[detection.name] = detection
+        for path in _files(folder, CAUSE_GLOBS):
+            doc = _doc(path, issues)
+            if doc is None:
+                continue
+            cause = cause_from_doc(doc, issues)
+            if cause.id in causes:
+                issues.append(
+                    Issue(
+                        "error",
+                        doc.loc("id"),
+                        f"cause id '{cause.id}' is already used by {causes[cause.id].path}",
+                        "names",
+                    )
+                )
+            elif cause.id:
+                causes[cause.id] = cause
+    ruleset = Ruleset(settings, detections, causes, tuple(dirs))
+    issues.extend(run_checks(ruleset))
+    return ruleset, issues
+
+
+def _dirs(dirs: Sequence[Path] | None) -> list[Path]:
+    return [builtin_dir()] if dirs is None else [Path(d) for d in dirs]
+
+
+def check_ruleset(dirs: Sequence[Path] | None = None) -> list[Issue]:
+    """Every problem in the given rule folders (default: the built-in rules), errors and warnings."""
+    return _collect(_dirs(dirs))[1]
+
+
+def load_ruleset(dirs: Sequence[Path] | None = None) -> Ruleset:
+    """Load rule folders in order (default: the built-in rules); RuleError on the first error.
+
+    To add a team's folder to the built-in rules pass both: `load_ruleset([builtin_dir(), team])`.
+    """
+    ruleset, issues = _collect(_dirs(dirs))
+    errors = [issue for issue in issues if issue.severity == "error"]
+    if errors or ruleset is None:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more; run `evtxcorr rules check`)" if len(errors) > 1 else ""
+        raise RuleError(first.message + more, first.location)
+    return ruleset
+
+
+def match(frame: pd.DataFrame, ruleset: Ruleset) -> dict[int, tuple[str, ...]]:
+    """Row index -> names of the detections it matched, for rows matching at least one."""
+    view = sigma.FrameView(frame, ruleset.settings)
+    index = frame.index.to_numpy()
+    hits: dict[int, list[str]] = {}
+    for name, detection in ruleset.detections.items():
+        try:
+            positions = sigma.evaluate(view, detection)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RuleError(f"cannot evaluate detection '{name}': {exc}", Location(detection.path)) from exc
+        for label in index[np.asarray(positions, dtype=np.int64)].tolist():
+            hits.setdefault(int(label), []).append(name)
+    return {label: tuple(names) for label, names in sorted(hits.items())}

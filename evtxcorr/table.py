@@ -1,0 +1,97 @@
+"""Stage 3: record dicts -> the event table (pandas DataFrame with model.COLUMNS).
+
+Dtypes are a table (DTYPES). Duplicates (same host, channel and record id, e.g. a log and its backup
+copy, or two collections of one host) keep the first row read and are counted on the ledger entry
+of the file whose rows were dropped. Rows are sorted by time, host, record id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from evtxcorr.codes import extract_codes
+from evtxcorr.ledger import Ledger
+from evtxcorr.model import COLUMNS, RECORD_FIELDS
+
+__all__ = ["DTYPES", "DEDUP_KEY", "to_frame"]
+
+# Column -> dtype; columns not listed stay as built (text, tuples as object).
+DTYPES: dict[str, str] = {
+    "time": "datetime64[ns, UTC]",
+    "event_id": "int64",
+    "record_id": "int64",
+    "chunk": "int64",
+    "offset": "int64",
+    "qualifiers": "Int64",
+    "level": "Int64",
+    "task": "Int64",
+    "opcode": "Int64",
+    "version": "Int64",
+    "process_id": "Int64",
+    "thread_id": "Int64",
+}
+TUPLE_COLUMNS = ("data", "data_names", "codes")
+DEDUP_KEY = ["host_key", "channel", "record_id"]
+SORT_KEY = ["time", "host_key", "record_id"]
+
+
+def host_keys(hosts: pd.Series) -> pd.Series:
+    """Lower-case short host names (up to the first dot)."""
+    return hosts.astype(str).str.split(".", n=1).str[0].str.lower()
+
+
+def _codes(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+    columns = zip(frame["provider"], frame["event_id"], frame["data"], frame["binary"], strict=True)
+    return [extract_codes(p, int(e), d, b) for p, e, d, b in columns]
+
+
+def _count_duplicates(dropped: pd.DataFrame, ledger: Ledger) -> None:
+    counts = dropped["file"].value_counts()
+    entries = {entry.path: entry for entry in ledger.entries}
+    for path, count in counts.items():
+        entry = entries.get(str(path))
+        if entry is None:
+            entry = ledger.add(str(path), format="evtx")
+        entry.duplicates += int(count)
+    if len(dropped):
+        ledger.warn(f"{len(dropped)} duplicate record(s) dropped (same host, channel and record id)")
+
+
+def _times(frame: pd.DataFrame, ledger: Ledger) -> pd.Series:
+    """UTC nanosecond times; a time nanoseconds cannot hold (FILETIME 0 is 1601) becomes NaT,
+    warned about on the file's entry (the row is kept: it is a record read)."""
+    low, high = pd.Timestamp.min.ceil("s").to_pydatetime(), pd.Timestamp.max.floor("s").to_pydatetime()
+    naive = frame["time"].map(lambda t: t.replace(tzinfo=None))
+    outside = ~naive.between(low, high)
+    if outside.any():
+        entries = {entry.path: entry for entry in ledger.entries}
+        for path, count in frame.loc[outside, "file"].value_counts().items():
+            entry = entries.get(str(path))
+            if entry is not None:
+                entry.warn(f"{count} record(s) with a time outside 1677-2262 (damaged?): time left empty")
+    values = frame["time"].where(~outside, None)
+    return pd.to_datetime(values, utc=True).astype(DTYPES["time"])
+
+
+def _empty() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series([], dtype=object) for column in COLUMNS})
+    return frame.astype(DTYPES)
+
+
+def to_frame(records: Iterable[dict], ledger: Ledger) -> pd.DataFrame:
+    """The event table: exactly model.COLUMNS, deduplicated, sorted, with a fresh RangeIndex."""
+    frame = pd.DataFrame.from_records(list(records), columns=list(RECORD_FIELDS))
+    if frame.empty:
+        return _empty()
+    frame["time"] = _times(frame, ledger)
+    frame = frame.astype(DTYPES)
+    frame["host_key"] = host_keys(frame["host"])
+    duplicated = frame.duplicated(subset=DEDUP_KEY, keep="first")
+    if duplicated.any():
+        _count_duplicates(frame.loc[duplicated, ["file"]], ledger)
+        frame = frame.loc[~duplicated]
+    frame["codes"] = _codes(frame)
+    frame = frame.sort_values(SORT_KEY, kind="stable").reset_index(drop=True)
+    return frame[list(COLUMNS)]

@@ -1,0 +1,101 @@
+"""table.py: columns and dtypes, host keys, dedup with ledger counts, order."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from evtxcorr.discover import discover, entry_for
+from evtxcorr.ledger import Ledger
+from evtxcorr.model import COLUMNS, RECORD_FIELDS
+from evtxcorr.parse import parse
+from evtxcorr.table import to_frame
+
+
+def _record(**overrides) -> dict:
+    base = {key: None for key in RECORD_FIELDS}
+    base.update(
+        time=datetime(2026, 9, 15, 14, 37, 41, 512000, tzinfo=UTC), host="HV01.contoso.local", channel="System",
+        provider="NETLOGON", event_id=5719, qualifiers=0, level=2, task=0, keywords="0x80000000000000",
+        record_id=1, user="", activity_id="", data=("CONTOSO", "%%1311"), data_names=("", ""),
+        binary="5E0000C0", file="a.evtx", chunk=0, offset=4608, parser="evtx",
+    )  # fmt: skip
+    base.update(overrides)
+    return base
+
+
+def _analyse(paths: list[Path], tmp_path: Path) -> tuple[pd.DataFrame, Ledger]:
+    ledger = Ledger()
+    sources = discover(paths, ledger, work_dir=tmp_path / "work")
+    records = [r for s in sources for r in parse(s, entry_for(ledger, s))]
+    return to_frame(records, ledger), ledger
+
+
+def test_columns_dtypes_and_derived() -> None:
+    ledger = Ledger()
+    ledger.add("a.evtx", records=2)
+    frame = to_frame([_record(), _record(record_id=2, host="hv02", qualifiers=None, binary="")], ledger)
+    assert tuple(frame.columns) == COLUMNS
+    assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
+    assert frame["event_id"].dtype == "int64" and frame["offset"].dtype == "int64"
+    assert str(frame["qualifiers"].dtype) == "Int64" and frame["qualifiers"].isna().tolist() == [False, True]
+    assert frame["host_key"].tolist() == ["hv01", "hv02"]
+    assert frame.loc[0, "data"] == ("CONTOSO", "%%1311")
+    assert frame.loc[0, "codes"] == ("0xC000005E", "0x0000051F") and frame.loc[1, "codes"] == ("0x0000051F",)
+    assert isinstance(frame.index, pd.RangeIndex)
+
+
+def test_sort_and_dedup_on_host_channel_record_id() -> None:
+    ledger = Ledger()
+    a, b = ledger.add("a.evtx", records=3), ledger.add("b.evtx", records=2)
+    late = datetime(2026, 9, 15, 15, 0, tzinfo=UTC)
+    records = [
+        _record(record_id=3, time=late),
+        _record(record_id=1),
+        _record(record_id=2, host="HV02.contoso.local"),
+        _record(record_id=1, host="hv01", file="b.evtx", parser="python-evtx"),  # same host, short name
+        _record(record_id=1, channel="Application", file="b.evtx"),  # other channel: kept
+    ]
+    frame = to_frame(records, ledger)
+    assert len(frame) == 4
+    assert frame[["host_key", "record_id"]].values.tolist() == [
+        ["hv01", 1], ["hv01", 1], ["hv02", 2], ["hv01", 3]
+    ]  # fmt: skip
+    assert set(frame["parser"]) == {"evtx"}
+    assert (a.duplicates, b.duplicates, b.records) == (0, 1, 1)
+
+
+def test_out_of_range_time_is_kept_empty_and_warned() -> None:
+    ledger = Ledger()
+    entry = ledger.add("a.evtx", records=2)
+    frame = to_frame([_record(time=datetime(1601, 1, 1, tzinfo=UTC)), _record(record_id=2)], ledger)
+    assert len(frame) == 2 and frame["time"].isna().tolist() == [False, True]
+    assert any("outside 1677-2262" in w for w in entry.warnings)
+
+
+def test_empty_input() -> None:
+    frame = to_frame([], Ledger())
+    assert tuple(frame.columns) == COLUMNS and len(frame) == 0
+    assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_same_log_twice_and_in_a_zip_counts_once(corpus_dir: Path, tmp_path: Path) -> None:
+    original = corpus_dir / "security.evtx"
+    (tmp_path / "in").mkdir()
+    log = tmp_path / "in" / "Security.evtx"
+    shutil.copy(original, log)
+    shutil.copy(original, tmp_path / "in" / "Security-backup.evtx")
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(original, "HV01/Security.evtx")
+    frame, ledger = _analyse([log, tmp_path / "in", tmp_path / "bundle.zip", log], tmp_path)
+    single, _ = _analyse([log], tmp_path)
+    assert len(frame) == len(single) == 2261
+    totals = ledger.totals()
+    assert totals["records"] == 2261 and totals["duplicates"] == 2 * 2261
+    kept = [e for e in ledger.entries if e.format == "evtx" and e.records]
+    assert len(kept) == 1 and kept[0].duplicates == 0
+    assert frame["time"].is_monotonic_increasing
