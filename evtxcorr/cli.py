@@ -185,7 +185,7 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
     totals = report.ledger.totals()
     err = lambda text: click.echo(text, err=True)  # noqa: E731
     err(
-        f"evtxcorr: {totals['files']} files, {totals['records']} records "
+        f"evtxcorr: {totals['files']} files, {totals['records_unique']} records "
         f"({totals['records_failed']} failed, {totals['duplicates']} duplicates), "
         f"{len(report.incidents)} incidents"
     )

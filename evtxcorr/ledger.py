@@ -70,6 +70,7 @@ class Ledger:
     def totals(self) -> dict[str, int]:
         keys = ("records", "records_failed", "duplicates", "chunks", "chunks_failed", "chunks_skipped")
         totals = {k: sum(getattr(e, k) for e in self.entries) for k in keys}
+        totals["records_unique"] = totals["records"] - totals["duplicates"]  # rows in the event table
         totals["files"] = len(self.entries)
         totals["files_skipped"] = sum(e.status == "skipped" for e in self.entries)
         totals["files_partial"] = sum(e.status == "partial" for e in self.entries)

@@ -125,9 +125,10 @@ def test_json_finding_cites_every_evidence_record() -> None:
     assert (finding["cause"], finding["incident"], finding["host"], finding["confidence"]) == (
         CAUSE,
         "INC-0001",
-        "hv01",
+        "HV01.contoso.local",  # as the logs write it; the join key stays in host_key
         0.91,
     )
+    assert finding["host_key"] == "hv01"
     cited = [(ev.role, row) for ev in report.findings[0].evidence for row in ev.rows]
     assert [(e["role"], e["row"]) for e in finding["evidence"]] == cited
     first = finding["evidence"][0]

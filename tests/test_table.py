@@ -66,7 +66,7 @@ def test_sort_and_dedup_on_host_channel_record_id() -> None:
         ["hv01", 1], ["hv01", 1], ["hv02", 2], ["hv01", 3]
     ]  # fmt: skip
     assert set(frame["parser"]) == {"evtx"}
-    assert (a.duplicates, b.duplicates, b.records) == (0, 1, 1)
+    assert (a.duplicates, b.duplicates, b.records) == (0, 1, 2)  # b read 2, kept 1
 
 
 def test_out_of_range_time_is_kept_empty_and_warned() -> None:
@@ -95,7 +95,9 @@ def test_same_log_twice_and_in_a_zip_counts_once(corpus_dir: Path, tmp_path: Pat
     single, _ = _analyse([log], tmp_path)
     assert len(frame) == len(single) == 2261
     totals = ledger.totals()
-    assert totals["records"] == 2261 and totals["duplicates"] == 2 * 2261
-    kept = [e for e in ledger.entries if e.format == "evtx" and e.records]
-    assert len(kept) == 1 and kept[0].duplicates == 0
+    # every file reports what it holds; all but the first copy are counted as duplicates
+    assert totals["records"] == 3 * 2261 and totals["duplicates"] == 2 * 2261
+    logs = [e for e in ledger.entries if e.format == "evtx"]
+    assert [e.records for e in logs] == [2261, 2261, 2261]
+    assert sorted(e.duplicates for e in logs) == [0, 2261, 2261]
     assert frame["time"].is_monotonic_increasing

@@ -83,6 +83,7 @@ class _Book:
     warnings: list[str]
     cited: dict[int, list[dict[str, str]]] = field(default_factory=dict)
     events: dict[int, dict[str, Any]] = field(default_factory=dict)
+    host_names: dict[str, str] | None = None  # host key -> name as logged, built on first use
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -100,6 +101,16 @@ class _Book:
         table = frame.loc[present]  # type: ignore[attr-defined]
         for row, values in zip(table.index, table.to_dict("records"), strict=True):
             self.events[int(row)] = self._event(int(row), values)
+
+    def host_name(self, key: str) -> str:
+        """The host as its logs write it ('HV01.contoso.local') for a host key ('hv01')."""
+        if self.host_names is None:
+            frame = self.report.frame
+            pairs = frame[["host_key", "host"]].value_counts() if len(frame) else {}  # type: ignore[index]
+            self.host_names = {}
+            for host_key, host in dict(pairs):  # most frequent spelling first
+                self.host_names.setdefault(str(host_key), str(host))
+        return self.host_names.get(key, key)
 
     def event(self, row: int) -> dict[str, Any] | None:
         self.load([row])
@@ -201,9 +212,9 @@ def _finite(value: float) -> float | None:
     return round(number, 4) if math.isfinite(number) else None
 
 
-def _summary(template: str, finding: Finding, start: str | None) -> str:
+def _summary(template: str, finding: Finding, start: str | None, host: str) -> str:
     values = {
-        "host": finding.host,
+        "host": host,
         "incident": finding.incident,
         "start": (start[:19].replace("T", " ") + " UTC") if start else "",
         "confidence": f"{round(finding.confidence * 100)}%",
@@ -227,12 +238,13 @@ def _finding(finding: Finding, book: _Book, starts: Mapping[str, str]) -> dict[s
         if event
     ]
     reasons = _reasons(finding, cause, book)
+    host = book.host_name(finding.host)
     return {
         "cause": finding.cause,
         "incident": finding.incident,
-        "host": finding.host,
+        "host": host,
         "confidence": _finite(finding.confidence),
-        "summary": _summary(str(text("summary") or ""), finding, starts.get(finding.incident)),
+        "summary": _summary(str(text("summary") or ""), finding, starts.get(finding.incident), host),
         "evidence": evidence,
         "remedy": str(text("remedy") or ""),
         "verify": list(cause.verify) if cause else [],
@@ -243,6 +255,7 @@ def _finding(finding: Finding, book: _Book, starts: Mapping[str, str]) -> dict[s
         "cannot_show": [str(t) for t in (text("cannot_show") or ())],
         "references": list(cause.references) if cause else [],
         "skew": {host: round(float(s), 3) for host, s in finding.skew_seconds.items()},
+        "host_key": finding.host,
     }
 
 
@@ -255,7 +268,8 @@ def _incident(incident: Incident, book: _Book) -> dict[str, Any]:
         "id": incident.id,
         "start": timeline.iso_utc(incident.start),
         "end": timeline.iso_utc(incident.end),
-        "hosts": list(incident.hosts),
+        "hosts": [book.host_name(key) for key in incident.hosts],
+        "host_keys": list(incident.hosts),
         "events": [{**ev, "anchor": ev["row"] in anchors} for ev in events],
     }
 
@@ -274,7 +288,7 @@ def _cite(findings: Sequence[Finding], rejected: bool, book: _Book) -> None:
                         "cause": finding.cause,
                         "key": evidence.key,
                         "role": evidence.role,
-                        "host": finding.host,
+                        "host": book.host_name(finding.host),
                         "rejected": rejected,
                     }
                 )
