@@ -82,7 +82,15 @@ def _empty() -> pd.DataFrame:
 
 def to_frame(records: Iterable[dict], ledger: Ledger) -> pd.DataFrame:
     """The event table: exactly model.COLUMNS, deduplicated, sorted, with a fresh RangeIndex."""
-    frame = pd.DataFrame.from_records(list(records), columns=list(RECORD_FIELDS))
+    # Columns are filled as records stream in: holding every record dict at once costs several times
+    # the memory of the values themselves.
+    columns: dict[str, list[object]] = {name: [] for name in RECORD_FIELDS}
+    appends = [(name, columns[name].append) for name in RECORD_FIELDS]
+    for record in records:
+        for name, append in appends:
+            append(record[name])
+    frame = pd.DataFrame(columns, columns=list(RECORD_FIELDS))
+    del columns, appends
     if frame.empty:
         return _empty()
     frame["time"] = _times(frame, ledger)

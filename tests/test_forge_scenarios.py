@@ -112,6 +112,39 @@ def test_background_comes_from_dozens_of_providers(expanded: dict) -> None:
     assert total > 5000
 
 
+def test_bundles_log_dozens_of_providers(expanded: dict) -> None:
+    """The issue asks for background noise 'from dozens of providers', as a real cluster node logs."""
+    per_bundle = {
+        sid: {e.provider for events in expansion.values() for e in events}
+        for sid, expansion in expanded.items()
+    }
+    assert min(len(p) for p in per_bundle.values()) >= 20, {sid: len(p) for sid, p in per_bundle.items()}
+    assert len(per_bundle["shared-nic-sole-dc-path"]) >= 26
+    assert len(set().union(*per_bundle.values())) >= 30
+
+
+def test_added_background_shapes_follow_their_real_records(expanded: dict) -> None:
+    expansion = expanded["shared-nic-sole-dc-path"]
+    for load in _events(expansion, "Microsoft-Windows-FilterManager", 6):  # sample: version 1, 9 fields
+        values = dict(load.payload.fields)
+        assert load.version == 1 and values["DeviceTime"].type == ValueType.FILETIME
+        assert values["DeviceNameLength"].value == len(values["DeviceName"].value)
+        assert values["ExtraInfoLength"].value == len(values["ExtraInfoString"].value)
+    for failure in _events(expansion, "Microsoft-Windows-Kernel-PnP", 219):
+        values = dict(failure.payload.fields)
+        assert values["DriverNameLength"].value == len(values["DriverName"].value)
+        assert values["FailureNameLength"].value == len(values["FailureName"].value)
+    (http,) = _events(expansion, "Microsoft-Windows-HttpEvent", 15007)[:1]
+    assert http.event_source_name == "HTTP" and http.qualifiers == 16384 and http.user_sid is None
+    (termdd,) = _events(expansion, "TermDD", 56)[:1]
+    assert termdd.is_classic and termdd.qualifiers == 49162 and len(termdd.payload.binary) == 44
+    (install,) = _events(expansion, "Microsoft-Windows-UserPnp", 20001)[:1]
+    assert isinstance(install.payload, UserData) and install.payload.root == "InstallDeviceID"
+    assert [v.type for _, v in install.payload.fields][5:8] == [ValueType.BOOL] * 3
+    for pid_owner in _events(expansion, "Microsoft-Windows-UserModePowerService", 12):
+        assert dict(pid_owner.payload.fields)["ProcessPid"].value % 4 == 0
+
+
 def test_same_seed_same_events_other_seed_other_times() -> None:
     first, again = expand("kerberos-delegation-missing"), expand("kerberos-delegation-missing")
     assert first == again

@@ -90,3 +90,38 @@ def test_report_layout(browser, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert page.locator("#evidence tbody tr").count() == 7
     assert page.locator("#inputs tbody tr").count() == 5
     page.close()
+
+
+def test_report_of_a_forged_bundle_with_hostile_event_data(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The whole pipeline, forge to browser: attacker text written into real EVTX records (the domain
+    of a 5719, the VM name of a 21502) reaches the report as text, and the finding still stands."""
+    from dataclasses import replace
+
+    from evtxcorr.analyze import analyze
+    from evtxcorr.forge import expand
+    from evtxcorr.forge.events import Classic, UserData, s
+    from evtxcorr.forge.writer import write_evtx
+
+    def poison(event):  # type: ignore[no-untyped-def]
+        if event.provider == "NETLOGON" and event.event_id == 5719:
+            return replace(event, payload=Classic((SCRIPT, *event.payload.strings[1:]), event.payload.binary))
+        if event.event_id == 21502 and isinstance(event.payload, UserData):
+            fields = ((event.payload.fields[0][0], s(IMG)), *event.payload.fields[1:])
+            return replace(event, payload=replace(event.payload, fields=fields))
+        return event
+
+    for (host, channel), events in expand("shared-nic-sole-dc-path").items():
+        target = tmp_path / "bundle" / host.split(".")[0] / f"{channel.replace('/', '%4')}.evtx"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_evtx(target, [poison(e) for e in events])
+    report = analyze([tmp_path / "bundle"])
+    assert [f.cause for f in report.findings] == ["shared-nic-sole-dc-path"]
+    path = tmp_path / "report.html"
+    path.write_text(render(report, "html", lang="ja", tz="Asia/Tokyo"), encoding="utf-8")
+    page, seen = _open(browser, path)
+    page.screenshot(path=str(tmp_path / "forged-report.png"), full_page=True)
+    assert seen == {"console": [], "errors": [], "requests": [path.as_uri()], "dialogs": []}
+    assert page.locator("script, img, iframe, object, embed, link").count() == 0
+    for text in (SCRIPT, IMG):
+        assert page.get_by_text(text, exact=False).count() > 0, text
+    page.close()

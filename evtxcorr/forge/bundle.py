@@ -240,11 +240,15 @@ def forge_large_bundle(
     size_mb: float = 200,
     *,
     scenario: str = "shared-nic-sole-dc-path",
-    history_days: float = 60,
+    history_days: float | None = None,
     seed: int | None = None,
 ) -> tuple[list[Path], dict[str, float]]:
     """A bundle of about `size_mb` MB (4 nodes for the default scenario): the scenario's incident at the
-    end of `history_days` of denser noise. Never committed; returns the files and what it measured."""
+    end of `history_days` of denser noise (default: 60 days for 200 MB, fewer for smaller bundles, as
+    noise is never thinned below the scenario's own level). Never committed; returns the files and
+    what it measured."""
+    if history_days is None:
+        history_days = 60 * min(1.0, size_mb / 200)
     base = as_scenario(scenario)
     stretched = replace(base, history=base.history + history_days * 86400)
     scale = _scale_for(stretched, size_mb * 1_000_000, seed)

@@ -93,6 +93,7 @@ def base_params(scenario: Scenario) -> dict[str, Any]:
     dc_fqdn = f"{domain['dc']}.{domain['fqdn']}" if "." not in domain["dc"] else domain["dc"]
     return {
         "domain": domain["fqdn"],
+        "realm": domain["fqdn"].upper(),  # Kerberos writes the realm in upper case
         "netbios": domain["netbios"],
         "dc": dc_fqdn,
         "dc_short": dc_fqdn.split(".")[0],
