@@ -93,7 +93,7 @@ def analyze(
         rejected=rejected,
         causes=ruleset.cause_texts(),
         signals=signals,
-        detections=ruleset.detection_titles(),
+        detections={name: detection.titles for name, detection in ruleset.detections.items()},
     )
 
 

@@ -140,4 +140,4 @@ class Report:
     rejected: list[Finding]
     causes: dict[str, CauseText]
     signals: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> detection ids it matched
-    detections: dict[str, str] = field(default_factory=dict)  # detection id -> title
+    detections: dict[str, dict[str, str]] = field(default_factory=dict)  # detection id -> lang -> title

@@ -491,5 +491,5 @@ def make_report(*, hostile: bool = False, with_finding: bool = True) -> Report:
         rejected=rejected,
         causes=make_causes(),
         signals=dict(SIGNALS),
-        detections=dict(DETECTIONS),
+        detections={name: {"en": title} for name, title in DETECTIONS.items()},
     )

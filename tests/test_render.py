@@ -445,3 +445,18 @@ def test_timeline_lanes_join_short_and_full_host_names() -> None:
 def test_payloads_are_kept_verbatim_in_json(payload: str) -> None:
     """JSON is data for other tools: event text stays exactly as recorded (consumers escape it)."""
     assert any(payload in text for text in _strings(_json(make_report(hostile=True))))
+
+
+def test_japanese_report_of_a_real_bundle_speaks_japanese_in_every_reason(bundles_dir) -> None:  # type: ignore[no-untyped-def]
+    """Anchor items repeat records another item already explains in the cause's own words: they are
+    left out of the reasons, so no English detection title leaks into a Japanese 'why' table."""
+    from evtxcorr.analyze import analyze
+
+    report = analyze([bundles_dir / "shared-nic-sole-dc-path"])
+    context = build_context(report, lang="ja")
+    reasons = [r for f in context["findings"] + context["rejected"] for r in f["reasons"]]
+    assert reasons
+    for reason in reasons:
+        assert any("\u3040" <= ch <= "\u9fff" for ch in reason["description"]), reason
+    cited = {(e["provider"], e["event_id"]) for e in context["findings"][0]["evidence"]}
+    assert ("NETLOGON", 5719) in cited  # the records stay cited in the evidence list

@@ -171,3 +171,11 @@ def test_readme_weights_table_matches_the_cause_files() -> None:
     readme = (RULES_DIR / "README.md").read_text(encoding="utf-8")
     documented = readme.split("<!-- weights:begin -->\n")[1].split("\n<!-- weights:end -->")[0]
     assert documented == _weights_table()
+
+
+def test_every_builtin_detection_has_a_japanese_title() -> None:
+    ruleset = load_ruleset()
+    english, japanese = ruleset.detection_titles("en"), ruleset.detection_titles("ja")
+    missing = [name for name in english if japanese[name] == english[name]]
+    assert not missing, missing
+    assert all(any("\u3040" <= ch <= "\u9fff" for ch in title) for title in japanese.values())

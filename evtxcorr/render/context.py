@@ -112,6 +112,11 @@ class _Book:
                 self.host_names.setdefault(str(host_key), str(host))
         return self.host_names.get(key, key)
 
+    def detection_title(self, name: str) -> str:
+        """A detection's title in the report language (English, then the name, when it has none)."""
+        titles = self.report.detections.get(name, {})
+        return titles.get(self.lang) or titles.get("en") or name
+
     def event(self, row: int) -> dict[str, Any] | None:
         self.load([row])
         return self.events.get(int(row))
@@ -134,8 +139,7 @@ class _Book:
             else None
         )
         out["detections"] = [
-            {"id": det, "title": self.report.detections.get(det, det)}
-            for det in self.report.signals.get(row, ())
+            {"id": det, "title": self.detection_title(det)} for det in self.report.signals.get(row, ())
         ]
         out["cited"] = self.cited.get(row, [])
         return out
@@ -164,8 +168,7 @@ def _evidence_text(cause: CauseText | None, evidence: Evidence, lang: str, book:
             text = _lang_text(by_lang, lang, f"evidence '{evidence.key}'", book)
             if text:
                 return str(text)
-    title = book.report.detections.get(evidence.detection)
-    return title or evidence.key
+    return book.detection_title(evidence.detection) if evidence.detection else evidence.key
 
 
 def _record_ref(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,7 +179,10 @@ def _record_ref(event: Mapping[str, Any]) -> dict[str, Any]:
 def _reasons(finding: Finding, cause: CauseText | None, book: _Book) -> list[dict[str, Any]]:
     words = messages(book.lang)
     reasons = []
+    explained = {row for ev in finding.evidence if not ev.key.startswith("anchor:") for row in ev.rows}
     for evidence in finding.evidence:
+        if evidence.key.startswith("anchor:") and set(evidence.rows) <= explained:
+            continue  # the same records are shown, with the cause's own words, by another item
         note = None
         if evidence.note_key:
             note = words.get(evidence.note_key)
@@ -192,7 +198,7 @@ def _reasons(finding: Finding, cause: CauseText | None, book: _Book) -> list[dic
                 "contribution": _finite(evidence.contribution),
                 "description": _evidence_text(cause, evidence, book.lang, book),
                 "detection": evidence.detection,
-                "detection_title": book.report.detections.get(evidence.detection, evidence.detection),
+                "detection_title": book.detection_title(evidence.detection),
                 "note": note,
                 "records": [_record_ref(ev) for ev in map(book.event, evidence.rows) if ev],
             }

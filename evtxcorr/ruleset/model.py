@@ -68,6 +68,7 @@ class Detection:
     path: str
     channels: tuple[str, ...]
     rule: Any  # sigma.rule.SigmaRule
+    titles: dict[str, str] = field(default_factory=dict)  # by language, from title / title_<lang>
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,11 @@ class Ruleset:
     def cause_texts(self) -> dict[str, model.CauseText]:
         return {cause_id: cause.text() for cause_id, cause in self.causes.items()}
 
-    def detection_titles(self) -> dict[str, str]:
-        return {name: detection.title for name, detection in self.detections.items()}
+    def detection_titles(self, lang: str = "en") -> dict[str, str]:
+        """Detection name -> title; `title_ja` (a Sigma custom attribute) gives the Japanese one."""
+        return {
+            name: detection.titles.get(lang, detection.title) for name, detection in self.detections.items()
+        }
 
     def anchor_detections(self) -> frozenset[str]:
         return frozenset(name for cause in self.causes.values() for name in cause.anchors)
