@@ -183,16 +183,21 @@ def analyze(
 
 def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-def]
     totals = report.ledger.totals()
-    err = lambda text: click.echo(text, err=True)  # noqa: E731
+    frame = report.frame
+    names = dict(zip(frame["host_key"], frame["host"], strict=True)) if len(frame) else {}
+
+    def err(text: str) -> None:
+        click.echo(text, err=True)
+
+    incidents = len(report.incidents)
     err(
         f"evtxcorr: {totals['files']} files, {totals['records_unique']} records "
         f"({totals['records_failed']} failed, {totals['duplicates']} duplicates), "
-        f"{len(report.incidents)} incidents"
+        f"{incidents} incident{'' if incidents == 1 else 's'}"
     )
     for finding in report.findings:
-        err(
-            f"  finding: {finding.cause} on {finding.host} ({finding.incident}), confidence {finding.confidence:.2f}"
-        )
+        host = names.get(finding.host, finding.host)
+        err(f"  finding: {finding.cause} on {host} ({finding.incident}), confidence {finding.confidence:.2f}")
     if not report.findings:
         err("  no cause found")
     for warning in report.ledger.warnings:
