@@ -145,10 +145,22 @@ def system_copy(corpus_dir: Path, tmp_path: Path) -> tuple[Path, bytearray, list
     return tmp_path / "System.evtx", data, _chunk_counts(corpus_dir / "system.evtx")
 
 
-def test_bad_chunk_magic_mid_file(system_copy) -> None:
+def test_bad_chunk_magic_mid_file_is_read_with_the_signature_restored(system_copy) -> None:
     path, data, per_chunk = system_copy
     start = FILE_HEADER_SIZE + 3 * CHUNK_SIZE
     data[start : start + 8] = b"\0" * 8
+    path.write_bytes(data)
+    records, entry = _parse(path)
+    assert entry.chunks == 15 and entry.chunks_failed == 0
+    assert len(records) == sum(per_chunk)
+    assert sum(r["chunk"] == 3 for r in records) == per_chunk[3]
+    assert any("chunk 3" in w and "signature damaged" in w for w in entry.warnings)
+
+
+def test_chunk_with_a_wiped_header_mid_file(system_copy) -> None:
+    path, data, per_chunk = system_copy
+    start = FILE_HEADER_SIZE + 3 * CHUNK_SIZE
+    data[start : start + 128] = b"\0" * 128
     path.write_bytes(data)
     records, entry = _parse(path)
     assert entry.chunks == 15 and entry.chunks_failed == 1

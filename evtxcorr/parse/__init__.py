@@ -86,6 +86,7 @@ class _Tally:
     failures: list[str] = field(default_factory=list)
     failed_chunks: list[str] = field(default_factory=list)
     short_chunks: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
     crc_bad: int = 0
     unplaced: int = 0
     trailing: int = 0
@@ -165,7 +166,12 @@ def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally) -> bool:
         what = "no chunk signature" if chunk.status == "bad-magic" else "truncated chunk"
         tally.failed_chunks.append(f"chunk {chunk.index} at offset {chunk.file_offset}: {what}")
         return False
-    if not (chunk.header_crc_ok and chunk.data_crc_ok):
+    if chunk.status == "repaired":
+        tally.repaired.append(
+            f"chunk {chunk.index} at offset {chunk.file_offset}: chunk signature damaged; "
+            f"its {len(chunk.slots)} record(s) read with it restored"
+        )
+    elif not (chunk.header_crc_ok and chunk.data_crc_ok):
         tally.crc_bad += 1
     announced = chunk.header["last_record_id"] - chunk.header["first_record_id"] + 1
     if len(chunk.slots) < announced <= MAX_RECORDS_PER_CHUNK:
@@ -200,6 +206,8 @@ def _fold(entry: InputEntry, source: Source, tally: _Tally, header_chunks: int |
         entry.warn(f"header declares {header_chunks} chunks, {entry.chunks} found (all read)")
     if tally.crc_bad:
         entry.warn(f"{tally.crc_bad} chunk(s) fail their CRC32 check (read anyway)")
+    for text in tally.repaired[:MAX_LOCATED_FAILURES]:
+        entry.warn(text)
     if tally.trailing:
         entry.warn(f"{tally.trailing} 64 KiB block(s) after the last chunk hold no chunk (unused space)")
     if tally.unplaced:

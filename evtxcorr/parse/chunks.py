@@ -88,7 +88,7 @@ class Chunk:
     index: int
     file_offset: int
     data: bytes
-    status: str  # 'ok' | 'bad-magic' | 'truncated' | 'trailing'
+    status: str  # 'ok' | 'repaired' | 'bad-magic' | 'truncated' | 'trailing'
     header: dict[str, int] = field(default_factory=dict)
     slots: list[RecordSlot] = field(default_factory=list)
     header_crc_ok: bool = True
@@ -96,7 +96,7 @@ class Chunk:
 
     @property
     def readable(self) -> bool:
-        return self.status == "ok"
+        return self.status in ("ok", "repaired")
 
 
 def parse_file_header(buf: bytes) -> FileHeader | None:
@@ -166,8 +166,17 @@ def walk_records(data: bytes, free_space_offset: int | None = None) -> list[Reco
 def _read_chunk(index: int, file_offset: int, data: bytes) -> Chunk:
     if len(data) < CHUNK_SIZE:
         return Chunk(index, file_offset, data, "truncated")
+    status = "ok"
     if data[:8] != CHUNK_MAGIC:
-        return Chunk(index, file_offset, data, "bad-magic")
+        # Only the signature damaged? A chunk header of the right size and record headers where they
+        # belong say so: read it with the signature restored (libevtx recovers such chunks too).
+        repaired = CHUNK_MAGIC + data[8:]
+        header = read_fields(repaired, CHUNK_HEADER_FIELDS)
+        free = header["free_space_offset"]
+        slots = walk_records(repaired, free if CHUNK_HEADER_SIZE <= free <= CHUNK_SIZE else None)
+        if header["header_size"] != 128 or not any(slot.valid for slot in slots):
+            return Chunk(index, file_offset, data, "bad-magic")
+        data, status = repaired, "repaired"
     header = read_fields(data, CHUNK_HEADER_FIELDS)
     header_crc = zlib.crc32(data[:120] + data[128:512])
     free = header["free_space_offset"]
@@ -178,7 +187,7 @@ def _read_chunk(index: int, file_offset: int, data: bytes) -> Chunk:
         index,
         file_offset,
         data,
-        "ok",
+        status,
         header=header,
         slots=walk_records(data, free),
         header_crc_ok=header_crc == header["header_checksum"],
@@ -205,7 +214,7 @@ def iter_chunks(path: Path) -> Iterator[Chunk]:
         while data := fh.read(CHUNK_SIZE):
             chunk = _read_chunk(index, FILE_HEADER_SIZE + index * CHUNK_SIZE, data)
             index += 1
-            if chunk.status == "ok":
+            if chunk.readable:
                 yield from pending  # bad-magic slots between real chunks: failed chunks
                 pending.clear()
                 yield chunk
