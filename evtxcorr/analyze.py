@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,8 +36,7 @@ class Options:
     lookahead_s: float | None = None
     skew_s: float | None = None
     threshold: float | None = None
-    work_dir: Path | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    work_dir: Path | None = None  # where zip members are extracted (a private temp dir inside it)
 
     def as_dict(self) -> dict[str, object]:
         return {

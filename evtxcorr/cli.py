@@ -116,6 +116,12 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=click.FloatRange(0, 1),
     help="Lowest confidence reported as a finding (lower ones are listed as ruled out).",
 )
+@click.option(
+    "--work-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Where zip members are extracted, in a private folder removed afterwards (default: the "
+    "system temp dir).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def analyze(
     paths: tuple[Path, ...],
@@ -130,6 +136,7 @@ def analyze(
     lookahead_s: float | None,
     skew_s: float | None,
     threshold: float | None,
+    work_dir: Path | None,
     quiet: bool,
 ) -> None:
     """Analyse a log bundle and write the root-cause report.
@@ -162,6 +169,7 @@ def analyze(
         lookahead_s=lookahead_s,
         skew_s=skew_s,
         threshold=threshold,
+        work_dir=work_dir,
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)

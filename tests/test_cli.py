@@ -124,3 +124,16 @@ def test_rules_list_and_explain() -> None:
     assert listed.exit_code == 0 and SHARED_NIC in listed.output
     explained = run("rules", "explain", SHARED_NIC)
     assert explained.exit_code == 0 and "Get-VMSwitch" in explained.output
+
+
+def test_work_dir_holds_extracted_members_only_while_running(committed_bundles: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    target = tmp_path / "r.json"
+    zipped = committed_bundles / f"{SHARED_NIC}.zip"
+    result = run("analyze", str(zipped), "--work-dir", str(work), "-o", str(target), "-q")
+    assert result.exit_code == 0, result.output
+    assert list(work.iterdir()) == []
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    assert [f["cause"] for f in doc["findings"]] == [SHARED_NIC]
+    assert all(e["path"].startswith(str(zipped) + "!") for e in doc["inputs"] if e["format"] == "evtx")
