@@ -136,10 +136,11 @@ def _payload(parts: dict[str, etree._Element]) -> tuple[tuple[str, ...], tuple[s
     return tuple(values), tuple(names), binary
 
 
-def element_to_record(event: etree._Element, *, written: datetime | None = None) -> dict[str, object]:
+def element_to_record(event: etree._Element, *, written: datetime | str | None = None) -> dict[str, object]:
     """The RECORD_FIELDS of one <Event> element, except file/chunk/offset/parser (the caller's).
 
-    `written` (the record header's time) stands in when TimeCreated is missing.
+    `written` (the record header's time, or its text, parsed only when needed) stands in when
+    TimeCreated is missing.
     """
     parts = _by_name(event)
     system_el = parts.get("System")
@@ -155,7 +156,7 @@ def element_to_record(event: etree._Element, *, written: datetime | None = None)
     if stamp.strip():
         time = parse_time(stamp)
     elif written is not None:
-        time = written
+        time = parse_time(written) if isinstance(written, str) else written
     else:
         raise RecordFormatError("no TimeCreated")
     execution = system.get("Execution")
@@ -191,7 +192,7 @@ def element_to_record(event: etree._Element, *, written: datetime | None = None)
     }
 
 
-def xml_to_record(xml: str | bytes, *, written: datetime | None = None) -> dict[str, object]:
+def xml_to_record(xml: str | bytes, *, written: datetime | str | None = None) -> dict[str, object]:
     """Parse one event's XML with the safe parser and normalise it (see element_to_record)."""
     if isinstance(xml, bytes):
         xml = xml.decode("utf-8", errors="replace")

@@ -15,7 +15,7 @@ from pathlib import Path
 import evtx
 
 from evtxcorr.parse.chunks import mini_file
-from evtxcorr.parse.normalise import parse_time, xml_to_record
+from evtxcorr.parse.normalise import xml_to_record
 
 NAME = "evtx"
 MAX_CONSECUTIVE_ERRORS = 1000  # a parser that keeps raising without progress is given up on
@@ -41,8 +41,7 @@ def _convert(item: dict) -> tuple[int, dict | Exception]:
     """(record id, record dict or the normalisation error) of one pyevtx-rs item."""
     record_id = int(item["event_record_id"])
     try:
-        written = parse_time(item["timestamp"]) if item.get("timestamp") else None
-        return record_id, xml_to_record(item["data"], written=written)
+        return record_id, xml_to_record(item["data"], written=item.get("timestamp") or None)
     except Exception as exc:  # noqa: BLE001 - damaged XML text from a damaged record
         return record_id, exc
 
