@@ -89,3 +89,21 @@ def test_committed_plain_bundle_holds_what_the_scenario_expands_to(bundles_dir: 
         path = folder / fqdn.split(".")[0] / f"{channel.replace('/', '%4')}.evtx"
         rust = READERS["rust"](path)
         assert strip(rust.records, "recovered") == expected_records(events)
+
+
+def test_committed_logs_have_the_stale_header_of_a_live_copy(bundles_dir: Path) -> None:
+    """Multi-chunk logs declare one chunk fewer than they hold, as copies off a live host do: a reader
+    that trusts the header (python-evtx's records()) misses records that evtxcorr reads."""
+    import Evtx.Evtx as python_evtx
+
+    from evtxcorr.analyze import analyze
+
+    system = bundles_dir / "shared-nic-sole-dc-path" / "HV01" / "System.evtx"
+    data = system.read_bytes()
+    declared, written = int.from_bytes(data[42:44], "little"), (len(data) - 4096) // 65536
+    assert written >= 2 and declared == written - 1 and data[120] & 1  # stale count, dirty flag
+    with python_evtx.Evtx(str(system)) as log:
+        trusting = sum(1 for _ in log.records())
+    entry = next(e for e in analyze([system]).ledger.entries if e.path.endswith("System.evtx"))
+    assert trusting < entry.records == len(READERS["rust"](system).records)
+    assert any(f"declares {declared} chunks, {written} found" in w for w in entry.warnings)

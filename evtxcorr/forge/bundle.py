@@ -63,6 +63,9 @@ FIXTURES: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
+STALE_CHUNKS_BEHIND = -1  # header chunk count of every forged log: one behind the chunks written
+
+
 def forge_bundle(
     scenario: str | Path | Scenario,
     out_dir: Path,
@@ -93,7 +96,8 @@ def forge_bundle(
         if layout == "tss":
             events = list(events)
             written += _text_exports(path, events)
-        write_evtx(path, events, first_record_id=first_id)
+        # As copied off a live host: dirty, and the header not yet counting the chunk being written.
+        write_evtx(path, events, first_record_id=first_id, stale_chunk_count=STALE_CHUNKS_BEHIND)
         written.append(path)
     if not zip:
         return sorted(written)

@@ -203,8 +203,14 @@ def _write_chunks(
 
 
 def _header(last_ids: list[int], first_record_id: int, dirty: bool, stale_chunk_count: int | None) -> bytes:
-    """The file header; a stale one declares only the first k chunks (count, last chunk, next id)."""
+    """The file header; a stale one declares only the first k chunks (count, last chunk, next id).
+
+    A negative `stale_chunk_count` counts back from the chunks written (-1: all but the last one, never
+    fewer than one), for callers that do not know in advance how many chunks their events fill.
+    """
     declared = len(last_ids) if stale_chunk_count is None else stale_chunk_count
+    if declared < 0:
+        declared = max(min(1, len(last_ids)), len(last_ids) + declared)
     if not 0 <= declared <= len(last_ids):
         raise ValueError(f"stale_chunk_count {declared} outside 0..{len(last_ids)}")
     return file_header_bytes(
@@ -239,7 +245,8 @@ def evtx_bytes(
     chunk headers' record numbers always run from `first_record_id`. `dirty` sets header flag 0x1 (a log
     copied off a live host). `stale_chunk_count=k` declares only the first k chunks in the header (chunk
     count k, last chunk number k-1, next record id after chunk k-1) while all are written, as in a copy
-    of a live log: python-evtx's `records()` then misses the rest. `damage` is applied after writing, in
+    of a live log: python-evtx's `records()` then misses the rest. A negative k counts back from the
+    chunks written (-1: the last chunk is not yet declared). `damage` is applied after writing, in
     order (see forge/damage.py for what each kind does to each parser).
     """
     data, _, _ = _assemble(events, first_record_id, dirty, stale_chunk_count)
