@@ -460,3 +460,19 @@ def test_japanese_report_of_a_real_bundle_speaks_japanese_in_every_reason(bundle
         assert any("\u3040" <= ch <= "\u9fff" for ch in reason["description"]), reason
     cited = {(e["provider"], e["event_id"]) for e in context["findings"][0]["evidence"]}
     assert ("NETLOGON", 5719) in cited  # the records stay cited in the evidence list
+
+
+def test_one_cause_found_on_every_node_is_one_verdict_listing_the_hosts(bundles_dir) -> None:  # type: ignore[no-untyped-def]
+    """A cluster-wide outage is found on each node; the reports show it once (JSON keeps every host)."""
+    from evtxcorr.analyze import analyze
+
+    report = analyze([bundles_dir / "dc-unreachable-cluster-wide"])
+    hosts = {f.host for f in report.findings}
+    assert len(hosts) == 8 and {f.cause for f in report.findings} == {"dc-unreachable-cluster-wide"}
+    markdown = render(report, "md")
+    assert markdown.count("**Verdict:**") == 1
+    line = next(line for line in markdown.splitlines() if line.startswith("Same finding on:"))
+    assert all(f"HV0{n}.contoso.local" in markdown for n in range(1, 9)) and line.count("%)") == 7
+    html = render(report, "html", lang="ja")
+    assert html.count('<article class="finding"') == 1 and "同じ結論のホスト:" in html
+    assert len(json.loads(render(report, "json"))["findings"]) == 8

@@ -300,6 +300,20 @@ def _cite(findings: Sequence[Finding], rejected: bool, book: _Book) -> None:
                 )
 
 
+def _verdicts(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Findings of one cause in one incident, shown once: the most confident one in full, the other
+    hosts listed with theirs (a cluster-wide outage is found on every node; JSON keeps them all)."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for finding in findings:
+        groups.setdefault((finding["cause"], finding["incident"]), []).append(finding)
+    verdicts = []
+    for members in groups.values():
+        best = max(members, key=lambda f: f["confidence"] or 0.0)
+        others = [{"host": f["host"], "confidence": f["confidence"]} for f in members if f is not best]
+        verdicts.append({"finding": best, "others": others})
+    return verdicts
+
+
 def _view(ctx: Mapping[str, Any], book: _Book, tz: str) -> dict[str, Any]:
     """What only the HTML/Markdown templates need: zone, timelines, the evidence table."""
     cited_rows = sorted(
@@ -308,6 +322,7 @@ def _view(ctx: Mapping[str, Any], book: _Book, tz: str) -> dict[str, Any]:
     moments = [timeline.parse_iso(ctx["generated"])]
     moments += [timeline.parse_iso(ev["time"]) for ev in book.events.values() if ev.get("time")]
     return {
+        "verdicts": _verdicts(ctx["findings"]),
         "zone": {"name": tz, "offsets": timeline.zone_offsets(moments, tz)},
         "timelines": {
             inc["id"]: timeline.build(inc["events"], inc["start"], inc["end"], inc["hosts"], tz)
