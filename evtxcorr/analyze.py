@@ -99,7 +99,7 @@ def analyze(
 def _parse_all(
     sources: list[Source], ledger: Ledger, backend: str, progress: ProgressHook | None
 ) -> Iterator[dict]:
-    entries = {entry.path: entry for entry in ledger.entries}
+    entries = ledger.by_path()
     for source in sources:
         entry = entries[source.display]
         for count, record in enumerate(parse(source, entry, backend=backend), start=1):

@@ -190,9 +190,10 @@ def analyze(
 
 
 def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    from evtxcorr.table import host_names
+
     totals = report.ledger.totals()
-    frame = report.frame
-    names = dict(zip(frame["host_key"], frame["host"], strict=True)) if len(frame) else {}
+    names = host_names(report.frame)
 
     def err(text: str) -> None:
         click.echo(text, err=True)

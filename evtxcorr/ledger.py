@@ -67,6 +67,10 @@ class Ledger:
         if text not in self.warnings:
             self.warnings.append(text)
 
+    def by_path(self) -> dict[str, InputEntry]:
+        """Entries by display path (display paths are unique)."""
+        return {entry.path: entry for entry in self.entries}
+
     def totals(self) -> dict[str, int]:
         keys = ("records", "records_failed", "duplicates", "chunks", "chunks_failed", "chunks_skipped")
         totals = {k: sum(getattr(e, k) for e in self.entries) for k in keys}

@@ -42,6 +42,15 @@ def host_keys(hosts: pd.Series) -> pd.Series:
     return hosts.astype(str).str.split(".", n=1).str[0].str.lower()
 
 
+def host_names(frame: pd.DataFrame) -> dict[str, str]:
+    """Host key -> the host as its logs write it, the most frequent spelling when they differ."""
+    names: dict[str, str] = {}
+    if len(frame):
+        for host_key, host in frame[["host_key", "host"]].value_counts().index:  # most frequent first
+            names.setdefault(str(host_key), str(host))
+    return names
+
+
 def _codes(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     columns = zip(frame["provider"], frame["event_id"], frame["data"], frame["binary"], strict=True)
     return [extract_codes(p, int(e), d, b) for p, e, d, b in columns]
@@ -49,7 +58,7 @@ def _codes(frame: pd.DataFrame) -> list[tuple[str, ...]]:
 
 def _count_duplicates(dropped: pd.DataFrame, ledger: Ledger) -> None:
     counts = dropped["file"].value_counts()
-    entries = {entry.path: entry for entry in ledger.entries}
+    entries = ledger.by_path()
     for path, count in counts.items():
         entry = entries.get(str(path))
         if entry is None:
@@ -66,7 +75,7 @@ def _times(frame: pd.DataFrame, ledger: Ledger) -> pd.Series:
     naive = frame["time"].map(lambda t: t.replace(tzinfo=None))
     outside = ~naive.between(low, high)
     if outside.any():
-        entries = {entry.path: entry for entry in ledger.entries}
+        entries = ledger.by_path()
         for path, count in frame.loc[outside, "file"].value_counts().items():
             entry = entries.get(str(path))
             if entry is not None:

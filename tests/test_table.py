@@ -13,7 +13,7 @@ from evtxcorr.discover import discover, entry_for
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import COLUMNS, RECORD_FIELDS
 from evtxcorr.parse import parse
-from evtxcorr.table import to_frame
+from evtxcorr.table import host_names, to_frame
 
 
 def _record(**overrides) -> dict:
@@ -101,3 +101,17 @@ def test_same_log_twice_and_in_a_zip_counts_once(corpus_dir: Path, tmp_path: Pat
     assert [e.records for e in logs] == [2261, 2261, 2261]
     assert sorted(e.duplicates for e in logs) == [0, 2261, 2261]
     assert frame["time"].is_monotonic_increasing
+
+
+def test_host_names_prefer_the_most_frequent_spelling() -> None:
+    frame = to_frame(
+        [
+            _record(record_id=1, host="HV01.contoso.local"),
+            _record(record_id=2, host="HV01.contoso.local"),
+            _record(record_id=3, host="hv01"),
+            _record(record_id=4, host="HV02.contoso.local"),
+        ],
+        Ledger(),
+    )
+    assert host_names(frame) == {"hv01": "HV01.contoso.local", "hv02": "HV02.contoso.local"}
+    assert host_names(frame.iloc[0:0]) == {}

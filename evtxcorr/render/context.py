@@ -19,6 +19,7 @@ from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import COLUMNS, CauseText, Evidence, Finding, Incident, Report
 from evtxcorr.render import timeline
 from evtxcorr.render.messages import check_lang, describe_code, event_message, messages
+from evtxcorr.table import host_names
 
 # Top-level keys of the JSON report, in order (keys may be added, never renamed).
 JSON_KEYS = (
@@ -105,11 +106,7 @@ class _Book:
     def host_name(self, key: str) -> str:
         """The host as its logs write it ('HV01.contoso.local') for a host key ('hv01')."""
         if self.host_names is None:
-            frame = self.report.frame
-            pairs = frame[["host_key", "host"]].value_counts() if len(frame) else {}  # type: ignore[index]
-            self.host_names = {}
-            for host_key, host in dict(pairs):  # most frequent spelling first
-                self.host_names.setdefault(str(host_key), str(host))
+            self.host_names = host_names(self.report.frame)  # type: ignore[arg-type]
         return self.host_names.get(key, key)
 
     def detection_title(self, name: str) -> str:
