@@ -99,9 +99,8 @@ def analyze(
 def _parse_all(
     sources: list[Source], ledger: Ledger, backend: str, progress: ProgressHook | None
 ) -> Iterator[dict]:
-    entries = ledger.by_path()
     for source in sources:
-        entry = entries[source.display]
+        entry = ledger.get(source.entry_id)
         for count, record in enumerate(parse(source, entry, backend=backend), start=1):
             if progress and count % 4096 == 0:
                 progress(source, count, False)

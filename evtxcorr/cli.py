@@ -201,7 +201,9 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
     incidents = len(report.incidents)
     err(
         f"evtxcorr: {totals['files']} files, {totals['records_unique']} records "
-        f"({totals['records_failed']} failed, {totals['duplicates']} duplicates), "
+        f"({totals['records_failed']} failed, {totals['duplicates']} duplicates"
+        + (f", {totals['conflicts']} conflicting copies" if totals["conflicts"] else "")
+        + "), "
         f"{incidents} incident{'' if incidents == 1 else 's'}"
     )
     for finding in report.findings:

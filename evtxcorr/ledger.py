@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 class InputEntry:
     """Accounting for one input file (or one archive member)."""
 
-    path: str  # display path ('bundle.zip!HV01/System.evtx')
+    path: str  # display path ('bundle.zip!HV01/System.evtx'), made unique by Ledger.add
+    id: int = -1  # position in Ledger.entries: the key every stage uses (display paths are for people)
     format: str = "unknown"  # 'evtx', 'zip', 'csv', 'txt', 'unknown'...
     status: str = "ok"  # ok | partial | skipped
     reason: str = ""
@@ -23,7 +24,11 @@ class InputEntry:
     channels: list[str] = field(default_factory=list)
     records: int = 0  # records parsed from this file (duplicates included: see `duplicates`)
     records_failed: int = 0  # records seen in the chunks (record headers) that no backend could parse
-    duplicates: int = 0  # of `records`, dropped from the table: same (host, channel, record id) read already
+    duplicates: int = (
+        0  # of `records`, dropped from the table: the same record read already (table.DEDUP_KEY)
+    )
+    conflicts: int = 0  # of `records`, kept although an earlier row has its host, channel, record id and
+    # time but other content (a tampered or corrupt copy): both rows stay in the table
     chunks: int = 0  # chunks found in the file (every chunk, not only the header's count)
     chunks_failed: int = 0  # chunks that could not be read at all (bad magic mid-file, truncated...)
     chunks_skipped: int = 0  # chunks not parsed because no rule can match them (selective parsing)
@@ -57,22 +62,37 @@ class Ledger:
 
     entries: list[InputEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    _paths: set[str] = field(default_factory=set, repr=False)  # display paths in use
 
     def add(self, path: str, **fields: object) -> InputEntry:
-        entry = InputEntry(path=path, **fields)  # type: ignore[arg-type]
+        """A new entry; a display path already taken (a zip with two members of one name) gets ' #2'..."""
+        unique, copy = path, 1
+        while unique in self._paths:
+            copy += 1
+            unique = f"{path} #{copy}"
+        self._paths.add(unique)
+        entry = InputEntry(path=unique, id=len(self.entries), **fields)  # type: ignore[arg-type]
         self.entries.append(entry)
         return entry
+
+    def get(self, entry_id: int) -> InputEntry:
+        """The entry with this id (InputEntry.id, Source.entry_id, the table's input_id column)."""
+        return self.entries[entry_id]
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:
             self.warnings.append(text)
 
-    def by_path(self) -> dict[str, InputEntry]:
-        """Entries by display path (display paths are unique)."""
-        return {entry.path: entry for entry in self.entries}
-
     def totals(self) -> dict[str, int]:
-        keys = ("records", "records_failed", "duplicates", "chunks", "chunks_failed", "chunks_skipped")
+        keys = (
+            "records",
+            "records_failed",
+            "duplicates",
+            "conflicts",
+            "chunks",
+            "chunks_failed",
+            "chunks_skipped",
+        )
         totals = {k: sum(getattr(e, k) for e in self.entries) for k in keys}
         totals["records_unique"] = totals["records"] - totals["duplicates"]  # rows in the event table
         totals["files"] = len(self.entries)

@@ -35,6 +35,7 @@ RECORD_FIELDS: dict[str, str] = {
     "data_names": "tuple, same length as data: each value's Name attribute or element name ('' if unnamed)",
     "binary": "EventData/Binary as upper-case hex ('' when absent or empty)",
     "file": "display path of the input file (zip members as 'bundle.zip!dir/System.evtx')",
+    "input_id": "ledger id of the input file (InputEntry.id): unique where display paths repeat",
     "chunk": "chunk index in the file (0-based, counted from the first chunk after the file header)",
     "offset": "byte offset of the record in the file",
     "parser": "backend that produced the record ('evtx' or 'python-evtx')",
@@ -60,6 +61,7 @@ class Source:
     kind: str  # 'evtx' (recognised by content); later: 'xml', 'csv'
     host_hint: str | None = None  # host named by the file name (TSS / PrivateCloud layouts), if any
     channel_hint: str | None = None  # channel named by the file name, if any
+    entry_id: int = -1  # its ledger entry (Ledger.get); -1 when made outside discover()
 
 
 @dataclass(frozen=True)

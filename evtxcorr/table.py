@@ -1,8 +1,10 @@
 """Stage 3: record dicts -> the event table (pandas DataFrame with model.COLUMNS).
 
-Dtypes are a table (DTYPES). Duplicates (same host, channel and record id, e.g. a log and its backup
-copy, or two collections of one host) keep the first row read and are counted on the ledger entry
-of the file whose rows were dropped. Rows are sorted by time, host, record id.
+Dtypes are a table (DTYPES). A duplicate is the same record read twice (a log and its backup copy, or two
+collections of one host): same DEDUP_KEY and same payload. The first row read is kept and the others
+are counted on the ledger entry of the file they came from. Rows that share DEDUP_KEY but differ in
+payload are all kept and counted as conflicts (a tampered or damaged copy): neither can be trusted
+over the other. Rows are sorted by time, host, record id.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DTYPES: dict[str, str] = {
     "record_id": "int64",
     "chunk": "int64",
     "offset": "int64",
+    "input_id": "int64",
     "qualifiers": "Int64",
     "level": "Int64",
     "task": "Int64",
@@ -33,7 +36,10 @@ DTYPES: dict[str, str] = {
     "thread_id": "Int64",
 }
 TUPLE_COLUMNS = ("data", "data_names", "codes")
-DEDUP_KEY = ["host_key", "channel", "record_id"]
+# A record's identity: full host name (hv01.contoso.local and hv01.fabrikam.local are two hosts), channel,
+# record id, and, since record ids restart when a log is cleared, its time, provider and event id.
+DEDUP_KEY = ["host_fqdn", "channel", "record_id", "time", "provider", "event_id"]
+CONTENT = ["data", "binary"]  # same identity, other content: a conflict, not a duplicate
 SORT_KEY = ["time", "host_key", "record_id"]
 
 
@@ -56,16 +62,29 @@ def _codes(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     return [extract_codes(p, int(e), d, b) for p, e, d, b in columns]
 
 
-def _count_duplicates(dropped: pd.DataFrame, ledger: Ledger) -> None:
-    counts = dropped["file"].value_counts()
-    entries = ledger.by_path()
-    for path, count in counts.items():
-        entry = entries.get(str(path))
-        if entry is None:
-            entry = ledger.add(str(path), format="evtx")
-        entry.duplicates += int(count)
-    if len(dropped):
-        ledger.warn(f"{len(dropped)} duplicate record(s) dropped (same host, channel and record id)")
+def _count_per_input(input_ids: pd.Series, ledger: Ledger, counter: str) -> None:
+    """Add each input's number of rows in `input_ids` to its ledger entry's `counter`."""
+    for input_id, count in input_ids.value_counts().items():
+        entry = ledger.get(int(input_id))
+        setattr(entry, counter, getattr(entry, counter) + int(count))
+
+
+def _drop_duplicates(frame: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
+    """`frame` without records read twice; counts duplicates and conflicts on the ledger."""
+    keyed = frame.assign(host_fqdn=frame["host"].str.strip().str.lower())
+    duplicated = keyed.duplicated(subset=DEDUP_KEY + CONTENT, keep="first")
+    if duplicated.any():
+        _count_per_input(frame.loc[duplicated, "input_id"], ledger, "duplicates")
+        ledger.warn(f"{int(duplicated.sum())} duplicate record(s) dropped (the same record read twice)")
+        keyed, frame = keyed.loc[~duplicated], frame.loc[~duplicated]
+    conflicting = keyed.duplicated(subset=DEDUP_KEY, keep="first")
+    if conflicting.any():
+        _count_per_input(frame.loc[conflicting, "input_id"], ledger, "conflicts")
+        ledger.warn(
+            f"{int(conflicting.sum())} record(s) share host, channel, record id and time with another "
+            "but differ in content (tampered or damaged copies?): all copies kept"
+        )
+    return frame
 
 
 def _times(frame: pd.DataFrame, ledger: Ledger) -> pd.Series:
@@ -75,11 +94,10 @@ def _times(frame: pd.DataFrame, ledger: Ledger) -> pd.Series:
     naive = frame["time"].map(lambda t: t.replace(tzinfo=None))
     outside = ~naive.between(low, high)
     if outside.any():
-        entries = ledger.by_path()
-        for path, count in frame.loc[outside, "file"].value_counts().items():
-            entry = entries.get(str(path))
-            if entry is not None:
-                entry.warn(f"{count} record(s) with a time outside 1677-2262 (damaged?): time left empty")
+        for input_id, count in frame.loc[outside, "input_id"].value_counts().items():
+            ledger.get(int(input_id)).warn(
+                f"{count} record(s) with a time outside 1677-2262 (damaged?): time left empty"
+            )
     values = frame["time"].where(~outside, None)
     return pd.to_datetime(values, utc=True).astype(DTYPES["time"])
 
@@ -105,10 +123,7 @@ def to_frame(records: Iterable[dict], ledger: Ledger) -> pd.DataFrame:
     frame["time"] = _times(frame, ledger)
     frame = frame.astype(DTYPES)
     frame["host_key"] = host_keys(frame["host"])
-    duplicated = frame.duplicated(subset=DEDUP_KEY, keep="first")
-    if duplicated.any():
-        _count_duplicates(frame.loc[duplicated, ["file"]], ledger)
-        frame = frame.loc[~duplicated]
+    frame = _drop_duplicates(frame, ledger)
     frame["codes"] = _codes(frame)
     frame = frame.sort_values(SORT_KEY, kind="stable").reset_index(drop=True)
     return frame[list(COLUMNS)]

@@ -100,3 +100,55 @@ def test_corpus_is_read_completely_and_nothing_is_diagnosed(corpus_dir: Path, co
     assert report.findings == []
     licence = by_name["LICENSE-MIT"]
     assert licence.status == "skipped" and licence.reason
+
+
+def _zip_hosts(bundle: Path, hosts: list[str], target: Path) -> Path:
+    """A zip of `bundle`'s host folders `hosts`, the members named as inside the bundle."""
+    import zipfile
+
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for host in hosts:
+            for path in sorted((bundle / host).rglob("*.evtx")):
+                archive.write(path, path.relative_to(bundle).as_posix())
+    return target
+
+
+def _verdicts(report: object) -> list[tuple[str, str, float]]:
+    return [(f.cause, f.host, f.confidence) for f in report.findings]
+
+
+@pytest.mark.parametrize("scenario_id", ["secure-channel-broken", SHARED_NIC])
+def test_issue_11_archives_given_together_never_collide(
+    bundles_dir: Path, tmp_path: Path, scenario_id: str
+) -> None:
+    bundle = _bundle(bundles_dir, scenario_id)
+    hosts = sorted(p.name for p in bundle.iterdir() if p.is_dir())
+    whole = analyze([bundle])
+    # one zip per host: every zip's first member used to be extracted to the same file name
+    zips = [_zip_hosts(bundle, [host], tmp_path / f"{host}.zip") for host in hosts]
+    split = analyze(zips)
+    assert _verdicts(split) == _verdicts(whole) and _verdicts(whole)
+    assert sorted(set(split.frame["host_key"])) == sorted(set(whole.frame["host_key"]))
+    assert split.ledger.totals()["duplicates"] == 0
+    assert split.ledger.totals()["records_unique"] == whole.ledger.totals()["records_unique"]
+
+
+def test_issue_11_zip_members_with_one_name_each_keep_their_own_records(
+    bundles_dir: Path, tmp_path: Path
+) -> None:
+    import zipfile
+
+    log = _bundle(bundles_dir, SHARED_NIC) / "HV01" / "System.evtx"
+    bundle = tmp_path / "twice.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("HV01/System.evtx", b"not a log")  # a damaged copy first ...
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            archive.write(log, "HV01/System.evtx")  # ... then the real log under the same name
+    report = analyze([bundle])
+    logs = [e for e in report.ledger.entries if e.path.startswith(f"{bundle}!")]
+    assert [(e.path, e.status) for e in logs] == [
+        (f"{bundle}!HV01/System.evtx", "skipped"),
+        (f"{bundle}!HV01/System.evtx #2", "ok"),
+    ]
+    assert logs[0].records == 0 and logs[1].records == len(report.frame) > 0
+    assert set(report.frame["file"]) == {f"{bundle}!HV01/System.evtx #2"}

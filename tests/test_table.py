@@ -22,7 +22,7 @@ def _record(**overrides) -> dict:
         time=datetime(2026, 9, 15, 14, 37, 41, 512000, tzinfo=UTC), host="HV01.contoso.local", channel="System",
         provider="NETLOGON", event_id=5719, qualifiers=0, level=2, task=0, keywords="0x80000000000000",
         record_id=1, user="", activity_id="", data=("CONTOSO", "%%1311"), data_names=("", ""),
-        binary="5E0000C0", file="a.evtx", chunk=0, offset=4608, parser="evtx",
+        binary="5E0000C0", file="a.evtx", input_id=0, chunk=0, offset=4608, parser="evtx",
     )  # fmt: skip
     base.update(overrides)
     return base
@@ -57,8 +57,8 @@ def test_sort_and_dedup_on_host_channel_record_id() -> None:
         _record(record_id=3, time=late),
         _record(record_id=1),
         _record(record_id=2, host="HV02.contoso.local"),
-        _record(record_id=1, host="hv01", file="b.evtx", parser="python-evtx"),  # same host, short name
-        _record(record_id=1, channel="Application", file="b.evtx"),  # other channel: kept
+        _record(record_id=1, host="HV01.CONTOSO.LOCAL", input_id=1, parser="python-evtx"),  # same host
+        _record(record_id=1, channel="Application", input_id=1),  # other channel: kept
     ]
     frame = to_frame(records, ledger)
     assert len(frame) == 4
@@ -67,6 +67,31 @@ def test_sort_and_dedup_on_host_channel_record_id() -> None:
     ]  # fmt: skip
     assert set(frame["parser"]) == {"evtx"}
     assert (a.duplicates, b.duplicates, b.records) == (0, 1, 2)  # b read 2, kept 1
+
+
+def test_issue_11_dedup_needs_the_same_host_time_and_event_not_just_the_record_id() -> None:
+    ledger = Ledger()
+    a, b = ledger.add("a.evtx"), ledger.add("b.evtx")
+    later = datetime(2026, 10, 15, 14, 0, tzinfo=UTC)  # the log was cleared: record ids start again
+    records = [
+        _record(record_id=7),
+        _record(record_id=7, host="HV01.fabrikam.local", input_id=1),  # another domain's HV01
+        _record(record_id=7, time=later, provider="e1iexpress", event_id=27, data=("", "NIC"), input_id=1),
+        _record(record_id=7, input_id=1),  # the same record again: the one duplicate
+    ]
+    frame = to_frame(records, ledger)
+    assert len(frame) == 3
+    assert sorted(frame["host"]) == ["HV01.contoso.local", "HV01.contoso.local", "HV01.fabrikam.local"]
+    assert (a.duplicates, b.duplicates, a.conflicts, b.conflicts) == (0, 1, 0, 0)
+
+
+def test_issue_11_same_identity_other_content_is_a_conflict_and_both_are_kept() -> None:
+    ledger = Ledger()
+    a, b = ledger.add("a.evtx"), ledger.add("b.evtx")
+    frame = to_frame([_record(), _record(data=("CONTOSO", "%%5"), binary="220000C0", input_id=1)], ledger)
+    assert len(frame) == 2 and sorted(frame["binary"]) == ["220000C0", "5E0000C0"]
+    assert (a.duplicates, b.duplicates, b.conflicts, ledger.totals()["conflicts"]) == (0, 0, 1, 1)
+    assert any("differ in content" in w for w in ledger.warnings)
 
 
 def test_out_of_range_time_is_kept_empty_and_warned() -> None:

@@ -41,13 +41,13 @@ class _Walk:
     limits: ArchiveLimits
     sources: list[Source] = field(default_factory=list)
     seen: set[Path] = field(default_factory=set)
+    extracted: int = 0  # members extracted so far (names the next one)
 
 
 def entry_for(ledger: Ledger, source: Source) -> InputEntry:
-    """The ledger entry discover() made for `source` (display paths are unique)."""
-    for entry in ledger.entries:
-        if entry.path == source.display:
-            return entry
+    """The ledger entry discover() made for `source` (a new one for a Source made elsewhere)."""
+    if 0 <= source.entry_id < len(ledger.entries):
+        return ledger.get(source.entry_id)
     return ledger.add(source.display, format=source.kind, size=_size(source.path))
 
 
@@ -78,8 +78,12 @@ def _add_file(
     size = _size(path)
     if kind == "evtx":
         hint = hints(base)
-        walk.ledger.add(display, format="evtx", size=size)
-        walk.sources.append(Source(path, display, "evtx", host_hint=hint.host, channel_hint=hint.channel))
+        entry = walk.ledger.add(display, format="evtx", size=size)
+        walk.sources.append(
+            Source(
+                path, entry.path, "evtx", host_hint=hint.host, channel_hint=hint.channel, entry_id=entry.id
+            )
+        )
     elif kind == "zip":
         _add_zip(walk, path, display, size, depth, budget)
     elif kind in ("text", "empty") and hints(base).ext in ("csv", "txt"):
@@ -127,7 +131,9 @@ def _add_member(
         walk.ledger.add(display, size=member.info.file_size, status="skipped", reason=member.skip_reason)
         return
     try:
-        extracted = extract(archive, member.info, walk.extract_dir, walk.limits, budget)
+        walk.extracted += 1  # one counter per run: members of different archives never share a name
+        target = walk.extract_dir / f"member-{walk.extracted:06d}.bin"
+        extracted = extract(archive, member.info, target, walk.limits, budget)
     except LimitExceeded as exc:
         walk.ledger.add(display, size=member.info.file_size, status="skipped", reason=str(exc))
         return

@@ -35,10 +35,9 @@ class LimitExceeded(Exception):
 
 @dataclass
 class Budget:
-    """Bytes left for one top-level archive and a counter for generated names."""
+    """Bytes left for one top-level archive."""
 
     remaining: int
-    counter: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,15 +84,15 @@ def members(archive: zipfile.ZipFile, limits: ArchiveLimits) -> Iterator[Member]
 
 
 def extract(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest_dir: Path, limits: ArchiveLimits, budget: Budget
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: ArchiveLimits, budget: Budget
 ) -> Path:
-    """Stream one member to a generated file name in `dest_dir`, enforcing the limits on the bytes
-    actually produced (headers can lie). Raises LimitExceeded, zipfile.BadZipFile, OSError..."""
-    budget.counter += 1
-    target = dest_dir / f"member-{budget.counter:06d}.bin"
+    """Stream one member to `target` (a generated name, never the member's), enforcing the limits on
+    the bytes actually produced (headers can lie). Refuses to overwrite. Raises LimitExceeded,
+    zipfile.BadZipFile, OSError..."""
     written = 0
+    dst = target.open("xb")  # never onto an existing file
     try:
-        with archive.open(info) as src, target.open("wb") as dst:
+        with archive.open(info) as src, dst:
             while block := src.read(READ_BLOCK):
                 written += len(block)
                 if written > limits.max_entry:

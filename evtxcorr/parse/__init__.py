@@ -92,17 +92,16 @@ class _Tally:
     trailing: int = 0
 
 
-def _finish(record: dict, source: Source, chunk: Chunk, offset: int, parser: str) -> dict:
-    record["file"] = source.display
+def _finish(record: dict, entry: InputEntry, chunk: Chunk, offset: int, parser: str) -> dict:
+    record["file"] = entry.path
+    record["input_id"] = entry.id
     record["chunk"] = chunk.index
     record["offset"] = chunk.file_offset + offset
     record["parser"] = parser
     return record
 
 
-def _read_chunk(
-    chunk: Chunk, source: Source, entry: InputEntry, backend: str, tally: _Tally
-) -> Iterator[dict]:
+def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> Iterator[dict]:
     """The records of one readable chunk, primary backend first, the other for what it missed."""
     primary = BACKENDS[backend](chunk, chunk.slots)
     taken: dict[int, tuple[dict, str]] = {off: (rec, backend) for off, rec in primary.records.items()}
@@ -124,10 +123,10 @@ def _read_chunk(
         missing = [slot for slot in chunk.slots if slot.offset not in taken]
     for off in sorted(taken):
         rec, parser = taken[off]
-        yield _finish(rec, source, chunk, off, parser)
+        yield _finish(rec, entry, chunk, off, parser)
     for rec, parser in unplaced:  # read by a parser but its header was not found by the walk
         tally.unplaced += 1
-        yield _finish(rec, source, chunk, 0, parser)
+        yield _finish(rec, entry, chunk, 0, parser)
     if missing:
         entry.records_failed += len(missing)
         for slot in missing:
@@ -142,11 +141,11 @@ def _read_chunk(
             )
 
 
-def _guarded(chunk: Chunk, source: Source, entry: InputEntry, backend: str, tally: _Tally) -> list[dict]:
+def _guarded(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> list[dict]:
     """_read_chunk, with anything unexpected costing this chunk only (counted, never raised)."""
     before = (entry.records_failed, entry.recovered)
     try:
-        return list(_read_chunk(chunk, source, entry, backend, tally))
+        return list(_read_chunk(chunk, entry, backend, tally))
     except Exception as exc:  # noqa: BLE001 - a damaged chunk must not stop the file
         entry.records_failed, entry.recovered = before
         entry.records_failed += len(chunk.slots)
@@ -281,7 +280,7 @@ def parse(
             if chunk_filter is not None and not chunk_filter(chunk.data):
                 entry.chunks_skipped += 1
                 continue
-            for record in _guarded(chunk, source, entry, backend, tally):
+            for record in _guarded(chunk, entry, backend, tally):
                 entry.records += 1
                 tally.hosts.add(record["host"])
                 tally.channels.add(record["channel"])
