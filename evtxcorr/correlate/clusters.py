@@ -17,11 +17,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from evtxcorr.model import Cluster
+from evtxcorr.model import Cluster, Incident
 from evtxcorr.ruleset import Ruleset
 
 # A NetBIOS or DNS host name as a cluster event writes it; anything else is not taken as a node.
@@ -134,7 +134,7 @@ def find_clusters(
     for group in members.values():
         by_domain.setdefault(next(iter(group))[1], []).append(group)
     merged: list[tuple[set[tuple[str, str]], str]] = []
-    for domain, parts in sorted(by_domain.items()):
+    for _domain, parts in sorted(by_domain.items(), key=lambda item: item[0]):
         with_links = [g for g in parts if g & linked and g & set(hosts)]
         if len(with_links) <= 1:
             merged.append((set().union(*parts), "domain" if len(by_domain) > 1 else "single"))
@@ -209,3 +209,40 @@ def _declared_for(
         elif not domain and key not in everywhere:
             mine.append(key)  # nobody's: expected in every cluster, so it can vouch for none
     return mine
+
+
+def rows_by_cluster(frame: pd.DataFrame, rows: Iterable[int], clusters: Sequence[Cluster]) -> list[list[int]]:
+    """`rows` (frame labels) split by the cluster their host belongs to (a row of none is left out)."""
+    owner: dict[tuple[str, str], int] = {}
+    for number, cluster in enumerate(clusters):
+        for key in cluster.hosts:
+            owner[(key, cluster.domain)] = number
+    labels = [row for row in rows if row in frame.index]
+    hosts = frame.loc[labels, "host"].astype(str) if labels else pd.Series([], dtype=object)
+    cluster_of = {host: owner.get(split_host(host), -1) for host in hosts.unique()}
+    split: list[list[int]] = [[] for _ in clusters]
+    for row, host in zip(labels, hosts, strict=True):
+        if cluster_of[host] >= 0:
+            split[cluster_of[host]].append(int(row))
+    return split
+
+
+def renumber(per_cluster: Sequence[tuple[Cluster, list[Incident]]]) -> list[list[Incident]]:
+    """Incidents of all clusters numbered I1, I2... together in time order, each tagged with its
+    cluster's name when there are several clusters."""
+    several = len(per_cluster) > 1
+    order = sorted(
+        (
+            (incident.start, number, position)
+            for number, (_c, found) in enumerate(per_cluster)
+            for position, incident in enumerate(found)
+        ),
+    )
+    new_id = {(number, position): f"I{rank + 1}" for rank, (_t, number, position) in enumerate(order)}
+    return [
+        [
+            replace(incident, id=new_id[(number, position)], cluster=cluster.name if several else None)
+            for position, incident in enumerate(found)
+        ]
+        for number, (cluster, found) in enumerate(per_cluster)
+    ]
