@@ -8,8 +8,10 @@ A node named there without logs of its own is expected but missing, and can vouc
 Hosts of one analysis may belong to several clusters (an archive of several cases). They are told
 apart by the DNS suffix of `Computer` (hosts of different domains are never one cluster), then, within
 a domain, by the cluster events: hosts that name each other, directly or through other nodes, form
-one cluster. Hosts that name nobody and are named by nobody join the largest cluster of their domain,
-since nothing in the logs separates them from it.
+one cluster, and a domain is split only between such sets that each hold two or more hosts with logs
+(a wrong split would take away nodes that could refute a cause). Other hosts join the largest cluster
+of their domain, since nothing in the logs separates them from it; nodes given with `--nodes` are one
+cluster.
 """
 
 from __future__ import annotations
@@ -127,6 +129,11 @@ def find_clusters(
             continue  # a node of another domain is not a member of this host's cluster
         groups.union(logger, node)
         linked.update((logger, node))
+    for domain in {key[1] for key in hosts}:  # the engineer's list holds one cluster's nodes
+        listed = [(k, d or domain) for k, d in map(split_host, declared) if k and (d or domain) == domain]
+        for a, b in zip(listed, listed[1:], strict=False):
+            groups.union(a, b)
+            linked.update((a, b))
     members: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for key in list(groups.parent):
         members.setdefault(groups.find(key), set()).add(key)
@@ -135,7 +142,9 @@ def find_clusters(
         by_domain.setdefault(next(iter(group))[1], []).append(group)
     merged: list[tuple[set[tuple[str, str]], str]] = []
     for _domain, parts in sorted(by_domain.items(), key=lambda item: item[0]):
-        with_links = [g for g in parts if g & linked and g & set(hosts)]
+        # Split a domain only between host sets that each hold two or more linked hosts with logs: one
+        # host's events naming a few nodes are too little to tell its cluster from the others.
+        with_links = [g for g in parts if len(g & linked & set(hosts)) >= 2]
         if len(with_links) <= 1:
             merged.append((set().union(*parts), "domain" if len(by_domain) > 1 else "single"))
             continue
