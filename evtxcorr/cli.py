@@ -117,6 +117,15 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Lowest confidence reported as a finding (lower ones are listed as ruled out).",
 )
 @click.option(
+    "--nodes",
+    "nodes",
+    callback=lambda _ctx, _param, value: _node_list(value),
+    metavar="HV01,HV02,...",
+    help="The cluster's nodes, comma-separated, when you know them (Get-ClusterNode). A node without "
+    "logs in the inputs can then vouch for nothing: its evidence is shown as unknown. Nodes named in "
+    "the logs' cluster events are added either way.",
+)
+@click.option(
     "--work-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Where zip members are extracted, in a private folder removed afterwards (default: the "
@@ -136,6 +145,7 @@ def analyze(
     lookahead_s: float | None,
     skew_s: float | None,
     threshold: float | None,
+    nodes: tuple[str, ...],
     work_dir: Path | None,
     quiet: bool,
 ) -> None:
@@ -150,6 +160,7 @@ def analyze(
         evtxcorr analyze case-1234.zip -o report/
         evtxcorr analyze HV01/System.evtx HV02/System.evtx --format json -o out.json
         evtxcorr analyze bundle/ --lang ja --tz Asia/Tokyo -o report.html
+        evtxcorr analyze HV01/ HV03/ --nodes HV01,HV02,HV03 -o report/   # HV02's logs are missing
 
     Exit code 0 when the analysis ran, whether or not a cause was found; 1 when the input is
     unusable (a path that does not exist, no event log anywhere in it).
@@ -170,6 +181,7 @@ def analyze(
         skew_s=skew_s,
         threshold=threshold,
         work_dir=work_dir,
+        nodes=nodes,
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
@@ -187,6 +199,17 @@ def analyze(
             write_atomic(target, text)
     if not quiet:
         _summary(report, [p for p in plan.values() if p is not None])
+
+
+def _node_list(value: str | None) -> tuple[str, ...]:
+    """'HV01, hv02.contoso.local' -> ('HV01', 'hv02.contoso.local'); a name that is no host name is an error."""
+    from evtxcorr.correlate.clusters import node_key
+
+    names = tuple(part.strip() for part in (value or "").split(",") if part.strip())
+    bad = [name for name in names if node_key(name) is None]
+    if bad:
+        raise click.BadParameter(f"not a host name: {', '.join(map(repr, bad))} (e.g. HV01,HV02)")
+    return names
 
 
 def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-def]
@@ -208,7 +231,22 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
     )
     for finding in report.findings:
         host = names.get(finding.host, finding.host)
-        err(f"  finding: {finding.cause} on {host} ({finding.incident}), confidence {finding.confidence:.2f}")
+        low, high = finding.confidence_range or (finding.confidence, finding.confidence)
+        span = f" (range {low:.2f}-{high:.2f})" if low != high else ""
+        unconfirmed = ", unconfirmed: logs are missing" if finding.certainty == "unconfirmed" else ""
+        err(
+            f"  finding: {finding.cause} on {host} ({finding.incident}), "
+            f"confidence {finding.confidence:.2f}{span}{unconfirmed}"
+        )
+    for cluster in report.clusters:
+        if cluster.missing:
+            missing = ", ".join(cluster.names.get(n, n) for n in cluster.missing)
+            err(f"  nodes without logs{f' in {cluster.name}' if len(report.clusters) > 1 else ''}: {missing}")
+    if len(report.clusters) > 1:
+        err(
+            f"  {len(report.clusters)} clusters in these inputs, each analysed on its own: "
+            f"{'; '.join(c.name for c in report.clusters)} (separate cases? try `evtxcorr batch`)"
+        )
     if not report.findings:
         err("  no cause found")
     for warning in report.ledger.warnings:
