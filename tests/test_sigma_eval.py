@@ -7,11 +7,12 @@ import pytest
 import synthetic_events as se
 
 from evtxcorr.errors import RuleError
-from evtxcorr.ruleset import Issue, load_ruleset, match
+from evtxcorr.ruleset import Issue, builtin_dir, load_ruleset, match
 from evtxcorr.ruleset.sigma import FrameView, detection_from_doc, evaluate
 from evtxcorr.ruleset.yamlload import load_text
 
 SETTINGS = load_ruleset().settings
+BUILTIN_DIR = builtin_dir()
 
 HEADER = """title: test rule
 name: test-rule
@@ -143,12 +144,6 @@ def test_keyword_detection_is_refused() -> None:
     assert any("keyword" in i.message for i in issues)
 
 
-def test_unknown_field_is_a_warning() -> None:
-    detection, issues = compile_rule("  sel:\n    ResourceName: Cluster Name\n  condition: sel")
-    assert detection is not None
-    assert [(i.severity, str(i.location)) for i in issues] == [("warning", "rules/sigma/test-rule.yml:10:5")]
-
-
 def test_unmapped_logsource_is_an_error() -> None:
     detection, issues = compile_rule("  sel:\n    EventID: 1\n  condition: sel", service="application")
     assert detection is None
@@ -215,3 +210,75 @@ def test_evaluation_error_names_the_rule_file(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(RuleError) as caught:
         match(table, ruleset)
     assert caught.value.location is not None and caught.value.location.path.endswith(".yml")
+
+
+# --- strictness (issue 11 point 7): a misspelt rule fails loudly, never matches nothing or everything ---
+
+
+def test_unknown_field_is_an_error_at_load() -> None:
+    detection, issues = compile_rule("  sel:\n    ResourceName: Cluster Name\n  condition: sel")
+    assert detection is None
+    assert [(i.severity, str(i.location)) for i in issues] == [("error", "rules/sigma/test-rule.yml:10:5")]
+    assert "unknown field 'ResourceName'" in issues[0].message
+
+
+def test_a_misspelt_field_under_not_is_refused_instead_of_matching_every_row(tmp_path) -> None:
+    (tmp_path / "sigma").mkdir()
+    text = HEADER.format(service="system").replace("name: test-rule", "name: misspelt") + (
+        "  sel:\n    EventID: 5719\n  f:\n    ErrorCod: '1311'\n  condition: sel and not f\n"
+    )
+    (tmp_path / "sigma" / "misspelt.yml").write_text(text, encoding="utf-8")
+    with pytest.raises(RuleError, match="unknown field 'ErrorCod'"):
+        load_ruleset([BUILTIN_DIR, tmp_path])
+
+
+def test_data_null_means_no_payload_value_not_one_empty_element() -> None:
+    rows = [
+        se.link_down("HV01", 0),  # Data ['', 'Intel...']: has a value
+        se.row("HV01", 1, "EventLog", 6005, level=4),  # no payload at all
+        se.row("HV01", 2, "EventLog", 6005, level=4, data=("", "")),  # only empty values
+    ]
+    assert hits("  sel:\n    Data: null\n  condition: sel", rows) == [1002, 1003]
+    assert hits(
+        "  sel:\n    EventID: 27\n  nodata:\n    Data: null\n  condition: sel and not nodata", rows
+    ) == [1001]
+
+
+def test_named_null_means_that_value_is_absent_or_empty() -> None:
+    gp = se.gp_1129("HV01", 0)
+    empty = se.gp_1129("HV01", 1)
+    empty["data"] = tuple(
+        "" if n == "ErrorCode" else v for v, n in zip(empty["data"], empty["data_names"], strict=True)
+    )
+    assert hits("  sel:\n    ErrorCode: null\n  condition: sel", [gp, empty, se.link_down("HV01", 2)]) == [
+        1002,
+        1003,
+    ]
+
+
+def test_empty_channel_rows_pass_a_logsource_only_for_its_providers() -> None:
+    netlogon = se.netlogon_5719("HV01", 0)
+    stranger = se.row("HV01", 1, "SomeAgent", 21502, channel="")
+    netlogon["channel"] = ""
+    assert hits("  sel:\n    EventID: [5719, 21502]\n  condition: sel", [netlogon, stranger]) == [1001]
+    assert hits("  sel:\n    EventID: 21502\n  condition: sel", [stranger], "hyper-v-high-availability") == []
+
+
+@pytest.mark.parametrize(
+    ("modifiers", "pattern", "expected"),
+    [
+        ("re|i", "gigabit", [1004]),
+        ("re|m", "^Gigabit", []),
+        ("re|s", "Intel.*Connection", [1004]),
+        ("re|i|s", "INTEL.*connection", [1004]),
+    ],
+)
+def test_regex_flag_modifiers_are_supported(rows: list[dict], modifiers: str, pattern: str, expected) -> None:
+    assert hits(f"  sel:\n    param2|{modifiers}: '{pattern}'\n  condition: sel", rows) == expected
+
+
+def test_regex_multiline_flag_anchors_at_line_starts() -> None:
+    text = "Live migration failed.\nThe Virtual Machine Management Service failed (0x80090311)."
+    row = se.row("HV01", 0, "NETLOGON", 5719, data=("CONTOSO", text))
+    assert hits("  sel:\n    param2|re|m: '^The Virtual'\n  condition: sel", [row]) == [1001]
+    assert hits("  sel:\n    param2|re: '^The Virtual'\n  condition: sel", [row]) == []

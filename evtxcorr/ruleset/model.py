@@ -49,6 +49,8 @@ class Settings:
     coverage_slack_s: float
     node_names: tuple[tuple[str, str], ...] = ()  # (detection, field) naming a cluster node
     payload_names: tuple[str, ...] = ()  # named payload fields rules may use (CONFIRMED names only)
+    # logsource -> providers that write to it: a row that lost its channel passes only for these
+    logsource_providers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def merged(self, other: dict[str, Any]) -> Settings:
         """These settings with the keys of a later settings file laid over them."""
@@ -68,6 +70,7 @@ class Detection:
     path: str
     channels: tuple[str, ...]
     rule: Any  # sigma.rule.SigmaRule
+    providers: tuple[str, ...] = ()  # lower-case providers of the logsource (rows without a channel)
     titles: dict[str, str] = field(default_factory=dict)  # by language, from title / title_<lang>
 
 
@@ -219,6 +222,7 @@ SETTINGS_KEYS = {
     "diagnose": False,
     "node_names": False,
     "payload_names": False,
+    "logsource_providers": False,
 }
 CORRELATE_KEYS = {"gap_s": False, "lookback_s": False, "lookahead_s": False, "skew_s": False}
 DIAGNOSE_KEYS = {"threshold": False, "coverage_slack_s": False}
@@ -242,6 +246,14 @@ def settings_overrides(doc: Doc, issues: list[Issue]) -> dict[str, Any]:
             for key, value in values.items():
                 limit = 1.0 if key == "threshold" else hi
                 out[key] = read.number(value, 0, limit, section, key)
+    if "logsource_providers" in top:
+        value = top["logsource_providers"] or {}
+        sources = read.mapping(
+            value, {k: False for k in value} if isinstance(value, dict) else {}, "logsource_providers"
+        )
+        out["logsource_providers"] = {
+            name: read.strings(items, "logsource_providers", name) for name, items in sources.items()
+        }
     if "payload_names" in top:
         out["payload_names"] = read.strings(top["payload_names"], "payload_names")
     if "node_names" in top:
