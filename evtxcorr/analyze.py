@@ -61,7 +61,7 @@ def analyze(
     if options.backend not in BACKENDS:
         raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
     ruleset = load_ruleset(with_builtin(options.rule_dirs))
-    ledger = Ledger()
+    ledger = Ledger(warnings=[f"rules: built-in {note}" for note in ruleset.replaced])
     with tempfile.TemporaryDirectory(prefix="evtxcorr-", dir=options.work_dir) as work_dir:
         sources = discover(list(paths), ledger, work_dir=Path(work_dir))
         if on_sources:

@@ -320,10 +320,9 @@ def rules_list(rule_dirs: tuple[Path, ...]) -> None:
     from evtxcorr.ruleset import load_ruleset, with_builtin
 
     ruleset = load_ruleset(with_builtin(rule_dirs))
-    texts = ruleset.cause_texts()
-    click.echo("causes:")
-    for cause_id, text in texts.items():
-        click.echo(f"  {cause_id:32} {text.title.get('en', '')}")
+    click.echo("causes (id, scope, kind):")
+    for cause_id, cause in ruleset.causes.items():
+        click.echo(f"  {cause_id:32} {cause.scope:7} {cause.kind:7} {cause.title.get('en', '')}")
     click.echo("detections:")
     for name, title in ruleset.detection_titles().items():
         click.echo(f"  {name:40} {title}")
@@ -339,11 +338,15 @@ def rules_check(dirs: tuple[Path, ...]) -> None:
         evtxcorr rules check                 # the built-in rules
         evtxcorr rules check ./team-rules    # a team's folder, checked with the built-in rules
     """
-    from evtxcorr.ruleset import check_ruleset, with_builtin
+    from evtxcorr.ruleset import check_ruleset, load_ruleset, with_builtin
 
-    issues = check_ruleset(with_builtin(dirs))
+    dirs_ = with_builtin(dirs)
+    issues = check_ruleset(dirs_)
     for issue in issues:
         click.echo(f"{issue} [{issue.severity}]")
+    if not any(i.severity == "error" for i in issues):
+        for note in load_ruleset(dirs_).replaced:
+            click.echo(f"note: built-in {note}")
     errors = [i for i in issues if i.severity == "error"]
     if errors:
         raise SystemExit(1)

@@ -20,6 +20,8 @@ SCOPES = ("same-host", "other-nodes", "all-nodes", "any-host")
 RELATIONS = ("before", "after", "around")
 EXPECTS = ("present", "absent")
 NODE_QUANTIFIERS = ("any", "every")
+CAUSE_SCOPES = ("host", "cluster")  # one finding per host, or one per incident for the whole cluster
+CAUSE_KINDS = ("cause", "benign")  # a problem to fix, or an expected, harmless explanation
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class Cause:
     verify: tuple[str, ...]
     references: tuple[str, ...]
     fallback: bool = False  # reported only when no other cause explains the host's anchors
+    scope: str = "host"  # CAUSE_SCOPES
+    kind: str = "cause"  # CAUSE_KINDS
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fires / quiet: scenario ids
     doc: Doc | None = field(default=None, compare=False, repr=False)
 
@@ -132,6 +136,7 @@ class Ruleset:
     detections: dict[str, Detection]
     causes: dict[str, Cause]
     dirs: tuple[Path, ...] = ()
+    replaced: tuple[str, ...] = ()  # "cause 'x' of <built-in path> is replaced by <path>": overrides
 
     def cause_texts(self) -> dict[str, model.CauseText]:
         return {cause_id: cause.text() for cause_id, cause in self.causes.items()}
@@ -285,6 +290,9 @@ CAUSE_KEYS = {
     "references": False,
     "fallback": False,
     "examples": False,
+    "scope": False,
+    "kind": False,
+    "overrides": False,
 }
 EVIDENCE_KEYS = {
     "key": True,
@@ -322,6 +330,8 @@ def cause_from_doc(doc: Doc, issues: list[Issue]) -> Cause:
     read = _Reader(doc, issues)
     top = read.mapping(doc.data, CAUSE_KEYS)
     confidence = read.mapping(top.get("confidence", {}), {"prior": True}, "confidence")
+    if "overrides" in top:
+        read.string(top["overrides"], "overrides")
     evidence = top.get("evidence")
     if not isinstance(evidence, list) or not evidence:
         read.error("evidence must be a non-empty list", "evidence")
@@ -344,6 +354,8 @@ def cause_from_doc(doc: Doc, issues: list[Issue]) -> Cause:
         verify=read.strings(top.get("verify"), "verify"),
         references=read.strings(top.get("references"), "references"),
         fallback=fallback is True,
+        scope=read.choice(top.get("scope"), CAUSE_SCOPES, "scope", default="host"),
+        kind=read.choice(top.get("kind"), CAUSE_KINDS, "kind", default="cause"),
         examples={kind: read.strings(ids, "examples", kind) for kind, ids in examples.items()},
         doc=doc,
     )
