@@ -340,12 +340,12 @@ def rules_check(dirs: tuple[Path, ...]) -> None:
     """
     from evtxcorr.ruleset import check_ruleset, load_ruleset, with_builtin
 
-    dirs_ = with_builtin(dirs)
-    issues = check_ruleset(dirs_)
+    folders = with_builtin(dirs)
+    issues = check_ruleset(folders)
     for issue in issues:
         click.echo(f"{issue} [{issue.severity}]")
     if not any(i.severity == "error" for i in issues):
-        for note in load_ruleset(dirs_).replaced:
+        for note in load_ruleset(folders).replaced:
             click.echo(f"note: built-in {note}")
     errors = [i for i in issues if i.severity == "error"]
     if errors:

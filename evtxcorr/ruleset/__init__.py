@@ -9,7 +9,7 @@ folders, so a team's folder adds to the built-in rules and never silently replac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 
 from evtxcorr.errors import Location, RuleError
 from evtxcorr.resources import data_dir
-from evtxcorr.ruleset import sigma
+from evtxcorr.ruleset import correlation, sigma
 from evtxcorr.ruleset.checks import run_checks
 from evtxcorr.ruleset.model import (
     Cause,
@@ -183,15 +183,62 @@ def _collect(dirs: Sequence[Path]) -> tuple[Ruleset | None, list[Issue]]:
             cause = cause_from_doc(doc, issues)
             if cause.id:
                 _bind(causes, cause.id, _Entry(cause, doc, cause.path), "cause", "id", issues, replaced)
+    resolved = _resolve_correlations(detections, issues)
     ruleset = Ruleset(
         settings,
-        {name: e.item for name, e in detections.items()},  # type: ignore[misc]
+        resolved,
         {name: e.item for name, e in causes.items()},  # type: ignore[misc]
         tuple(dirs),
         tuple(replaced),
     )
     issues.extend(run_checks(ruleset))
     return ruleset, issues
+
+
+def _resolve_correlations(entries: dict[str, _Entry], issues: list[Issue]) -> dict[str, Detection]:
+    """Detections by name, correlations last in dependency order, their references resolved from
+    `name` or `id` to names and their channels the union of what they correlate."""
+    plain = {name: e.item for name, e in entries.items() if e.item.kind == "rule"}  # type: ignore[union-attr]
+    by_id = {d.id: name for name, d in plain.items()}  # type: ignore[union-attr]
+    pending = {name: e for name, e in entries.items() if e.item.kind == "correlation"}  # type: ignore[union-attr]
+    by_id.update({e.item.id: name for name, e in pending.items() if e.item.id})  # type: ignore[union-attr]
+    done: dict[str, Detection] = dict(plain)  # type: ignore[arg-type]
+    while pending:
+        progressed = False
+        for name, entry in list(pending.items()):
+            item: Detection = entry.item  # type: ignore[assignment]
+            names = [ref if ref in entries else by_id.get(ref, ref) for ref in item.references]
+            unknown = [(i, ref) for i, ref in enumerate(names) if ref not in entries]
+            for index, ref in unknown:
+                where = entry.doc.loc("correlation", "rules", index)
+                issues.append(
+                    Issue(
+                        "error",
+                        where,
+                        f"correlation rule '{ref}' is not a known rule name or id",
+                        "references",
+                    )
+                )
+            if unknown:
+                del pending[name]
+                continue
+            if all(ref in done for ref in names):
+                channels = tuple(dict.fromkeys(c for ref in names for c in done[ref].channels))
+                done[name] = replace(item, references=tuple(names), channels=channels)
+                del pending[name]
+                progressed = True
+        if not progressed and pending:
+            for name, entry in pending.items():
+                issues.append(
+                    Issue(
+                        "error",
+                        entry.doc.loc("correlation", "rules"),
+                        f"correlation '{name}' refers to itself through its rules",
+                        "references",
+                    )
+                )
+            break
+    return done
 
 
 def _dirs(dirs: Sequence[Path] | None) -> list[Path]:
@@ -222,11 +269,16 @@ def match(frame: pd.DataFrame, ruleset: Ruleset) -> dict[int, tuple[str, ...]]:
     view = sigma.FrameView(frame, ruleset.settings)
     index = frame.index.to_numpy()
     hits: dict[int, list[str]] = {}
-    for name, detection in ruleset.detections.items():
+    matched: dict[str, np.ndarray] = {}
+    for name, detection in ruleset.detections.items():  # correlations come after what they correlate
         try:
-            positions = sigma.evaluate(view, detection)
+            if detection.kind == "correlation":
+                positions = correlation.evaluate_correlation(view, detection, matched)
+            else:
+                positions = sigma.evaluate(view, detection)
         except (TypeError, ValueError, KeyError) as exc:
             raise RuleError(f"cannot evaluate detection '{name}': {exc}", Location(detection.path)) from exc
-        for label in index[np.asarray(positions, dtype=np.int64)].tolist():
+        matched[name] = np.asarray(positions, dtype=np.int64)
+        for label in index[matched[name]].tolist():
             hits.setdefault(int(label), []).append(name)
     return {label: tuple(names) for label, names in sorted(hits.items())}

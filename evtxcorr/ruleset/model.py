@@ -73,6 +73,8 @@ class Detection:
     channels: tuple[str, ...]
     rule: Any  # sigma.rule.SigmaRule
     providers: tuple[str, ...] = ()  # lower-case providers of the logsource (rows without a channel)
+    kind: str = "rule"  # 'rule' (a Sigma detection) or 'correlation' (a Sigma correlation rule)
+    references: tuple[str, ...] = ()  # correlation: the detection names it correlates, in order
     titles: dict[str, str] = field(default_factory=dict)  # by language, from title / title_<lang>
 
 

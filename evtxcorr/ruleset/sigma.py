@@ -1,6 +1,6 @@
 """Sigma detections: parse with pySigma, then evaluate them ourselves over the event table.
 
-The only module that imports pySigma. A rule's postprocessed condition tree (AND/OR/NOT over
+With correlation.py, the only modules that import pySigma. A rule's postprocessed condition tree (AND/OR/NOT over
 field = value leaves, with `1 of x*` / `all of them` already expanded by pySigma) becomes boolean
 numpy masks. AND narrows the rows its later children look at, cheapest child (EventID) first, so a
 string test only ever runs on the few rows with the right event id. Values compare as Sigma says:
@@ -25,6 +25,7 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaNull, SigmaNumber, SigmaRegularExpression, SigmaString, SpecialChars
 
 from evtxcorr.errors import Location
+from evtxcorr.ruleset import correlation
 from evtxcorr.ruleset.model import Detection, Issue, Settings
 from evtxcorr.ruleset.yamlload import Doc
 
@@ -176,11 +177,8 @@ def detection_from_doc(doc: Doc, settings: Settings, issues: list[Issue]) -> Det
     if not isinstance(doc.data, dict):
         issues.append(Issue("error", doc.loc(), "a Sigma rule must be a mapping", "sigma"))
         return None
-    if doc.data.get("correlation") is not None:
-        issues.append(
-            Issue("error", doc.loc("correlation"), "Sigma correlation rules are not supported yet", "sigma")
-        )
-        return None
+    if correlation.is_correlation(doc):
+        return correlation.correlation_from_doc(doc, settings, issues, lambda f: _known_field(f, settings))
     rule = SigmaRule.from_dict(doc.data, collect_errors=True)
     found = [_error_issue(doc, error) for error in rule.errors]
     if not found:
