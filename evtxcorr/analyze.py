@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evtxcorr import __version__
-from evtxcorr.correlate import correlate
+from evtxcorr.correlate import clock, correlate
 from evtxcorr.diagnose import diagnose
+from evtxcorr.diagnose.verdicts import finalize
 from evtxcorr.discover import discover
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import Report, Source
@@ -69,6 +70,7 @@ def analyze(
         records = _parse_all(sources, ledger, options.backend, progress)
         frame = to_frame(records, ledger)
     signals = match(frame, ruleset)
+    offsets = clock.estimate(frame, signals, clock.clock_settings(ruleset.settings.clock))
     incidents = correlate(
         frame,
         signals,
@@ -77,10 +79,12 @@ def analyze(
         lookback_s=options.lookback_s,
         lookahead_s=options.lookahead_s,
         skew_s=options.skew_s,
+        offsets=clock.offsets_s(offsets),
     )
     findings, rejected = diagnose(
         frame, incidents, signals, ruleset, threshold=options.threshold, skew_s=options.skew_s
     )
+    findings, rejected = finalize(findings, rejected, ruleset, clock=offsets, host_of_row=frame["host_key"])
     return Report(
         version=__version__,
         generated=datetime.now(UTC),
@@ -93,6 +97,7 @@ def analyze(
         causes=ruleset.cause_texts(),
         signals=signals,
         detections={name: detection.titles for name, detection in ruleset.detections.items()},
+        clock=offsets,
     )
 
 

@@ -93,14 +93,34 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Finding:
-    """A cause named for an incident on a host, with its confidence and the evidence behind it."""
+    """A cause named for an incident on a host, with its confidence and the evidence behind it.
+
+    A cluster-scoped cause gives one finding per incident: `host` None, `hosts` the nodes that showed
+    it. `kind` is 'cause' (a problem to fix) or 'benign' (expected, nothing to do). `skew_seconds`:
+    the estimated clock offset (seconds) of each host the finding cites, where one was measured.
+    """
 
     cause: str
     incident: str
-    host: str
+    host: str | None
     confidence: float
     evidence: tuple[Evidence, ...]
     skew_seconds: dict[str, float] = field(default_factory=dict)
+    hosts: tuple[str, ...] = ()
+    kind: str = "cause"
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    """One node's clock against the reference node's, estimated from events several nodes log for the
+    same moment: logged time minus reference time is `offset_s`, give or take `uncertainty_s`."""
+
+    host: str  # host key
+    offset_s: float
+    uncertainty_s: float
+    reference: str  # host key of the node the offsets are measured against
+    observations: int  # how many pairs of events the estimate rests on
+    basis: tuple[str, ...] = ()  # names of the event pairings used (settings `clock.moments`)
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,8 @@ class CauseText:
     evidence: dict[str, dict[str, str]]
     verify: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    scope: str = "host"  # 'host' or 'cluster'
+    kind: str = "cause"  # 'cause' or 'benign'
 
 
 @dataclass
@@ -141,3 +163,4 @@ class Report:
     causes: dict[str, CauseText]
     signals: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> detection ids it matched
     detections: dict[str, dict[str, str]] = field(default_factory=dict)  # detection id -> lang -> title
+    clock: list[ClockOffset] = field(default_factory=list)  # measured node clock offsets

@@ -101,6 +101,31 @@ EXAMPLES = {
         )
     ],
     "gp-1129-no-dc-connectivity": [se.gp_1129("HV01", 0)],
+    "fc-1135-node-removed": [se.fc("HV01", 0, 1135, "HV02")],
+    "ha-21502-time-skew": [se.ha_21502("HV01", 0, "0x80090324")],
+    "krb-ap-err-skew": [
+        se.row(
+            "HV01",
+            0,
+            "Microsoft-Windows-Security-Kerberos",
+            3,
+            data=(
+                "",
+                "",
+                "14:37:30.0000 09/15/2026 Z",
+                "0x25",
+                "KRB_AP_ERR_SKEW",
+                "",
+                "",
+                "",
+                "CONTOSO.LOCAL",
+            ),
+        ),
+        se.row("HV01", 1, "Microsoft-Windows-Security-Kerberos", 3, data=("", "", "", "0x25", "")),
+    ],
+    "time-36-not-synchronized": [
+        se.row("HV01", 0, "Microsoft-Windows-Time-Service", 36, data=("86400", "345600"), level=3)
+    ],
     "system-boot": [
         se.row("HV01", 0, "EventLog", 6005, level=4),
         se.row(

@@ -7,6 +7,7 @@ tables below are the schema: rules/README.md documents the same keys.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ class Settings:
     payload_names: tuple[str, ...] = ()  # named payload fields rules may use (CONFIRMED names only)
     # logsource -> providers that write to it: a row that lost its channel passes only for these
     logsource_providers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # clock-offset pairings (evtxcorr/correlate/clock.py): {"max_offset_s", "moments", "lags"}
+    clock: dict[str, Any] = field(default_factory=dict)
 
     def merged(self, other: dict[str, Any]) -> Settings:
         """These settings with the keys of a later settings file laid over them."""
@@ -127,6 +130,8 @@ class Cause:
             evidence={spec.key: dict(spec.description) for spec in self.evidence},
             verify=self.verify,
             references=self.references,
+            scope=self.scope,
+            kind=self.kind,
         )
 
 
@@ -230,7 +235,12 @@ SETTINGS_KEYS = {
     "node_names": False,
     "payload_names": False,
     "logsource_providers": False,
+    "clock": False,
 }
+CLOCK_KEYS = {"max_offset_s": False, "moments": False, "lags": False}
+MOMENT_KEYS = {"name": True, "detections": True, "key": True, "spread_s": True}
+LAG_KEYS = {"name": True, "first": True, "then": True, "node_field": True, "lag_s": True}
+PARAM_FIELD = re.compile(r"param[1-9][0-9]*\Z")
 CORRELATE_KEYS = {"gap_s": False, "lookback_s": False, "lookahead_s": False, "skew_s": False}
 DIAGNOSE_KEYS = {"threshold": False, "coverage_slack_s": False}
 DAY_S = 86400.0
@@ -261,6 +271,8 @@ def settings_overrides(doc: Doc, issues: list[Issue]) -> dict[str, Any]:
         out["logsource_providers"] = {
             name: read.strings(items, "logsource_providers", name) for name, items in sources.items()
         }
+    if "clock" in top:
+        out["clock"] = _clock_settings(read, top["clock"])
     if "payload_names" in top:
         out["payload_names"] = read.strings(top["payload_names"], "payload_names")
     if "node_names" in top:
@@ -276,6 +288,51 @@ def settings_overrides(doc: Doc, issues: list[Issue]) -> dict[str, Any]:
             )
         out["node_names"] = tuple(pairs)
     return out
+
+
+def _clock_settings(read: _Reader, value: Any) -> dict[str, Any]:
+    top = read.mapping(value, CLOCK_KEYS, "clock")
+    out: dict[str, Any] = {
+        "max_offset_s": read.number(top.get("max_offset_s"), 1, DAY_S, "clock", "max_offset_s", default=900)
+    }
+    moments, lags = [], []
+    for index, item in enumerate(top.get("moments") or []):
+        at = ("clock", "moments", index)
+        entry = read.mapping(item, MOMENT_KEYS, *at)
+        moments.append(
+            {
+                "name": read.string(entry.get("name"), *at, "name"),
+                "detections": read.strings(entry.get("detections"), *at, "detections"),
+                "key": _param_field(read, entry.get("key"), *at, "key"),
+                "spread_s": read.number(entry.get("spread_s"), 0, 3600, *at, "spread_s"),
+            }
+        )
+    for index, item in enumerate(top.get("lags") or []):
+        at = ("clock", "lags", index)
+        entry = read.mapping(item, LAG_KEYS, *at)
+        span = entry.get("lag_s")
+        if not (isinstance(span, list) and len(span) == 2):
+            read.error("must be [lowest, highest] seconds", *at, "lag_s")
+            span = [0, 0]
+        low, high = (read.number(v, -3600, 3600, *at, "lag_s") for v in span)
+        lags.append(
+            {
+                "name": read.string(entry.get("name"), *at, "name"),
+                "first": read.string(entry.get("first"), *at, "first"),
+                "then": read.string(entry.get("then"), *at, "then"),
+                "node_field": _param_field(read, entry.get("node_field"), *at, "node_field"),
+                "lag_s": (min(low, high), max(low, high)),
+            }
+        )
+    out["moments"], out["lags"] = tuple(moments), tuple(lags)
+    return out
+
+
+def _param_field(read: _Reader, value: Any, *keypath: str | int) -> str:
+    text = read.string(value, *keypath)
+    if text and not PARAM_FIELD.match(text):
+        read.error("must be a payload position paramN (payload names are not CONFIRMED)", *keypath)
+    return text
 
 
 CAUSE_KEYS = {
