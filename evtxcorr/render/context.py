@@ -356,7 +356,7 @@ def _benign_groups(benign: Sequence[Mapping[str, Any]], words: Mapping[str, str]
                 "cause": cause,
                 "title": members[0]["title"],
                 "line": words["benign_line"].format(count=len(incidents), title=members[0]["title"]),
-                "items": [
+                "members": [
                     {"incident": f["incident"], "host": f["shown_host"], "confidence": f["confidence"]}
                     for f in members
                 ],
