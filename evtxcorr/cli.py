@@ -204,10 +204,23 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
         f"({totals['records_failed']} failed, {totals['duplicates']} duplicates), "
         f"{incidents} incident{'' if incidents == 1 else 's'}"
     )
+    causes = [f for f in report.findings if f.kind != "benign"]
+    for finding in causes:
+        where = (
+            names.get(finding.host, finding.host)
+            if finding.host
+            else "the cluster (" + ", ".join(names.get(h, h) for h in finding.hosts) + ")"
+        )
+        err(
+            f"  finding: {finding.cause} on {where} ({finding.incident}), confidence {finding.confidence:.2f}"
+        )
+    benign: dict[str, set[str]] = {}
     for finding in report.findings:
-        host = names.get(finding.host, finding.host)
-        err(f"  finding: {finding.cause} on {host} ({finding.incident}), confidence {finding.confidence:.2f}")
-    if not report.findings:
+        if finding.kind == "benign":
+            benign.setdefault(finding.cause, set()).add(finding.incident)
+    for cause, explained in benign.items():
+        err(f"  explained: {len(explained)} incident(s) as {cause} (expected, nothing to do)")
+    if not causes:
         err("  no cause found")
     for warning in report.ledger.warnings:
         err(f"  warning: {warning}")

@@ -172,6 +172,29 @@ def test_rules_list_and_explain() -> None:
         line.split()[0]: line.split()[1:3] for line in listed.output.splitlines() if line.startswith("  ")
     }
     assert lines[SHARED_NIC] == ["host", "cause"]
+    assert lines["dc-unreachable-cluster-wide"] == ["cluster", "cause"]
+    assert lines["boot-time-dc-not-ready"] == ["host", "benign"]
+
+
+def test_the_run_summary_names_cluster_verdicts_and_benign_incidents(
+    committed_bundles: Path, tmp_path: Path
+) -> None:
+    outage = CliRunner().invoke(
+        cli,
+        [
+            "analyze",
+            str(committed_bundles / "dc-unreachable-cluster-wide.zip"),
+            "-o",
+            str(tmp_path / "a.json"),
+        ],
+    )
+    assert "finding: dc-unreachable-cluster-wide on the cluster (HV01.contoso.local, " in outage.output
+    boot = CliRunner().invoke(
+        cli,
+        ["analyze", str(committed_bundles / "boot-time-dc-not-ready.zip"), "-o", str(tmp_path / "b.json")],
+    )
+    assert "explained: 2 incident(s) as boot-time-dc-not-ready (expected, nothing to do)" in boot.output
+    assert "no cause found" in boot.output
     explained = run("rules", "explain", SHARED_NIC)
     assert explained.exit_code == 0 and "Get-VMSwitch" in explained.output
 

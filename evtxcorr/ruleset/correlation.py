@@ -58,6 +58,21 @@ MULTI_VALUED = frozenset({"data", "codes"})
 HOST_COLUMN = "host"  # grouped by host_key instead, as every stage joins hosts
 
 
+def common_fields(rule: Any) -> dict[str, Any]:
+    """Detection fields every Sigma rule has: title, titles by language (title_<lang>), description, level."""
+    extra = {
+        key.removeprefix("title_"): str(value)
+        for key, value in (rule.custom_attributes or {}).items()
+        if key.startswith("title_")
+    }
+    return {
+        "title": str(rule.title),
+        "titles": {"en": str(rule.title), **extra},
+        "description": str(rule.description or ""),
+        "level": str(rule.level.name.lower() if rule.level else ""),
+    }
+
+
 def is_correlation(doc: Doc) -> bool:
     return isinstance(doc.data, dict) and doc.data.get("correlation") is not None
 
@@ -136,17 +151,7 @@ def correlation_from_doc(
     return Detection(
         name=str(rule.name),
         id=str(rule.id or ""),
-        title=str(rule.title),
-        titles={
-            "en": str(rule.title),
-            **{
-                key.removeprefix("title_"): str(value)
-                for key, value in (rule.custom_attributes or {}).items()
-                if key.startswith("title_")
-            },
-        },
-        description=str(rule.description or ""),
-        level=str(rule.level.name.lower() if rule.level else ""),
+        **common_fields(rule),
         path=doc.path,
         channels=(),
         rule=rule,

@@ -213,17 +213,7 @@ def detection_from_doc(doc: Doc, settings: Settings, issues: list[Issue]) -> Det
     return Detection(
         name=str(rule.name),
         id=str(rule.id),
-        title=str(rule.title),
-        titles={
-            "en": str(rule.title),
-            **{
-                key.removeprefix("title_"): str(value)
-                for key, value in (rule.custom_attributes or {}).items()
-                if key.startswith("title_")
-            },
-        },
-        description=str(rule.description or ""),
-        level=str(rule.level.name.lower() if rule.level else ""),
+        **correlation.common_fields(rule),
         path=doc.path,
         channels=channels,
         rule=rule,
