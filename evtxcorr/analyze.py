@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from evtxcorr import __version__
-from evtxcorr.correlate import correlate
+from evtxcorr.correlate import clock, correlate
 from evtxcorr.correlate.clusters import collected_hosts, find_clusters, mentions, renumber, rows_by_cluster
 from evtxcorr.diagnose import Coverage, diagnose
+from evtxcorr.diagnose.verdicts import finalize
 from evtxcorr.discover import discover
 from evtxcorr.ledger import Ledger
-from evtxcorr.model import Cluster, Finding, Incident, Report, Source
+from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
 from evtxcorr.parse import BACKENDS, parse
 from evtxcorr.ruleset import Ruleset, load_ruleset, match, with_builtin
 from evtxcorr.table import to_frame
@@ -66,7 +67,7 @@ def analyze(
     if options.backend not in BACKENDS:
         raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
     ruleset = load_ruleset(with_builtin(options.rule_dirs))
-    ledger = Ledger()
+    ledger = Ledger(warnings=[f"rules: built-in {note}" for note in ruleset.replaced])
     with tempfile.TemporaryDirectory(prefix="evtxcorr-", dir=options.work_dir) as work_dir:
         sources = discover(list(paths), ledger, work_dir=Path(work_dir))
         if on_sources:
@@ -74,7 +75,7 @@ def analyze(
         records = _parse_all(sources, ledger, options.backend, progress)
         frame = to_frame(records, ledger)
     signals = match(frame, ruleset)
-    clusters, incidents, findings, rejected = _per_cluster(frame, signals, ruleset, options, ledger)
+    clusters, offsets, incidents, findings, rejected = _per_cluster(frame, signals, ruleset, options, ledger)
     return Report(
         version=__version__,
         generated=datetime.now(UTC),
@@ -88,6 +89,7 @@ def analyze(
         signals=signals,
         detections={name: detection.titles for name, detection in ruleset.detections.items()},
         clusters=clusters,
+        clock=offsets,
     )
 
 
@@ -100,15 +102,18 @@ def _per_cluster(
     ruleset: Ruleset,
     options: Options,
     ledger: Ledger,
-) -> tuple[list[Cluster], list[Incident], list[Finding], list[Finding]]:
-    """Clusters found in the inputs, then incidents, findings and rejected causes of each of them."""
+) -> tuple[list[Cluster], list[ClockOffset], list[Incident], list[Finding], list[Finding]]:
+    """Clusters found in the inputs, then each one's clock offsets, incidents, findings and rejected
+    causes, computed from that cluster's rows alone."""
     hosts = collected_hosts(frame, (host for entry in ledger.entries for host in entry.hosts))
     clusters = find_clusters(hosts, mentions(frame, signals, ruleset), options.nodes)
     if not clusters:  # no host in any log: nothing to correlate
-        return [], [], [], []
+        return [], [], [], [], []
     several = len(clusters) > 1
     mine = rows_by_cluster(frame, signals, clusters) if several else [list(signals)]
     cluster_signals = [{row: signals[row] for row in rows} for rows in mine]
+    clock_settings = clock.clock_settings(ruleset.settings.clock)
+    measured = [clock.estimate(frame, subset, clock_settings) for subset in cluster_signals]
     found = [
         correlate(
             frame,
@@ -118,15 +123,19 @@ def _per_cluster(
             lookback_s=options.lookback_s,
             lookahead_s=options.lookahead_s,
             skew_s=options.skew_s,
+            offsets=clock.offsets_s(offsets),
         )
-        for subset in cluster_signals
+        for subset, offsets in zip(cluster_signals, measured, strict=True)
     ]
     numbered = renumber(list(zip(clusters, found, strict=True)))
     slack = ruleset.settings.coverage_slack_s
     by_cluster = rows_by_cluster(frame, frame.index, clusters) if several else [None] * len(clusters)
+    host_of_row = frame["host_key"]
     findings: list[Finding] = []
     rejected: list[Finding] = []
-    for cluster, subset, incidents, rows in zip(clusters, cluster_signals, numbered, by_cluster, strict=True):
+    for cluster, subset, offsets, incidents, rows in zip(
+        clusters, cluster_signals, measured, numbered, by_cluster, strict=True
+    ):
         coverage = Coverage.from_frame(frame.loc[rows], slack) if rows is not None else None
         reported, ruled_out = diagnose(
             frame,
@@ -138,6 +147,7 @@ def _per_cluster(
             coverage=coverage,
             nodes=cluster.nodes,
         )
+        reported, ruled_out = finalize(reported, ruled_out, ruleset, clock=offsets, host_of_row=host_of_row)
         name = cluster.name if several else None
         findings += [replace(f, cluster=name) for f in reported]
         rejected += [replace(f, cluster=name) for f in ruled_out]
@@ -145,7 +155,7 @@ def _per_cluster(
     order = {incident.id: number for number, incident in enumerate(incidents)}
     findings.sort(key=lambda f: order[f.incident])
     rejected.sort(key=lambda f: order[f.incident])
-    return clusters, incidents, findings, rejected
+    return clusters, [o for offsets in measured for o in offsets], incidents, findings, rejected
 
 
 def _parse_all(

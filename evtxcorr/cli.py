@@ -229,15 +229,26 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
         + "), "
         f"{incidents} incident{'' if incidents == 1 else 's'}"
     )
-    for finding in report.findings:
-        host = names.get(finding.host, finding.host)
+    causes = [f for f in report.findings if f.kind != "benign"]
+    for finding in causes:
+        where = (
+            names.get(finding.host, finding.host)
+            if finding.host
+            else "the cluster (" + ", ".join(names.get(h, h) for h in finding.hosts) + ")"
+        )
         low, high = finding.confidence_range or (finding.confidence, finding.confidence)
         span = f" (range {low:.2f}-{high:.2f})" if low != high else ""
         unconfirmed = ", unconfirmed: logs are missing" if finding.certainty == "unconfirmed" else ""
         err(
-            f"  finding: {finding.cause} on {host} ({finding.incident}), "
+            f"  finding: {finding.cause} on {where} ({finding.incident}), "
             f"confidence {finding.confidence:.2f}{span}{unconfirmed}"
         )
+    benign: dict[str, set[str]] = {}
+    for finding in report.findings:
+        if finding.kind == "benign":
+            benign.setdefault(finding.cause, set()).add(finding.incident)
+    for cause, explained in benign.items():
+        err(f"  explained: {len(explained)} incident(s) as {cause} (expected, nothing to do)")
     for cluster in report.clusters:
         if cluster.missing:
             missing = ", ".join(cluster.names.get(n, n) for n in cluster.missing)
@@ -247,7 +258,7 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
             f"  {len(report.clusters)} clusters in these inputs, each analysed on its own: "
             f"{'; '.join(c.name for c in report.clusters)} (separate cases? try `evtxcorr batch`)"
         )
-    if not report.findings:
+    if not causes:
         err("  no cause found")
     for warning in report.ledger.warnings:
         err(f"  warning: {warning}")
@@ -360,10 +371,9 @@ def rules_list(rule_dirs: tuple[Path, ...]) -> None:
     from evtxcorr.ruleset import load_ruleset, with_builtin
 
     ruleset = load_ruleset(with_builtin(rule_dirs))
-    texts = ruleset.cause_texts()
-    click.echo("causes:")
-    for cause_id, text in texts.items():
-        click.echo(f"  {cause_id:32} {text.title.get('en', '')}")
+    click.echo("causes (id, scope, kind):")
+    for cause_id, cause in ruleset.causes.items():
+        click.echo(f"  {cause_id:32} {cause.scope:7} {cause.kind:7} {cause.title.get('en', '')}")
     click.echo("detections:")
     for name, title in ruleset.detection_titles().items():
         click.echo(f"  {name:40} {title}")
@@ -379,11 +389,15 @@ def rules_check(dirs: tuple[Path, ...]) -> None:
         evtxcorr rules check                 # the built-in rules
         evtxcorr rules check ./team-rules    # a team's folder, checked with the built-in rules
     """
-    from evtxcorr.ruleset import check_ruleset, with_builtin
+    from evtxcorr.ruleset import check_ruleset, load_ruleset, with_builtin
 
-    issues = check_ruleset(with_builtin(dirs))
+    folders = with_builtin(dirs)
+    issues = check_ruleset(folders)
     for issue in issues:
         click.echo(f"{issue} [{issue.severity}]")
+    if not any(i.severity == "error" for i in issues):
+        for note in load_ruleset(folders).replaced:
+            click.echo(f"note: built-in {note}")
     errors = [i for i in issues if i.severity == "error"]
     if errors:
         raise SystemExit(1)

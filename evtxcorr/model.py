@@ -100,11 +100,16 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Finding:
-    """A cause named for an incident on a host, with its confidence and the evidence behind it."""
+    """A cause named for an incident on a host, with its confidence and the evidence behind it.
+
+    A cluster-scoped cause gives one finding per incident: `host` None, `hosts` the nodes that showed
+    it. `kind` is 'cause' (a problem to fix) or 'benign' (expected, nothing to do). `skew_seconds`:
+    the estimated clock offset (seconds) of each host the finding cites, where one was measured.
+    """
 
     cause: str
     incident: str
-    host: str
+    host: str | None
     confidence: float
     evidence: tuple[Evidence, ...]
     skew_seconds: dict[str, float] = field(default_factory=dict)
@@ -116,6 +121,8 @@ class Finding:
     onset: datetime | None = None  # the first anchor of the episode the finding explains
     last: datetime | None = None  # its last anchor
     cluster: str | None = None  # Cluster.name when the inputs held several clusters
+    hosts: tuple[str, ...] = ()
+    kind: str = "cause"
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,19 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class ClockOffset:
+    """One node's clock against the reference node's, estimated from events several nodes log for the
+    same moment: logged time minus reference time is `offset_s`, give or take `uncertainty_s`."""
+
+    host: str  # host key
+    offset_s: float
+    uncertainty_s: float
+    reference: str  # host key of the node the offsets are measured against
+    observations: int  # how many pairs of events the estimate rests on
+    basis: tuple[str, ...] = ()  # names of the event pairings used (settings `clock.moments`)
+
+
+@dataclass(frozen=True)
 class CauseText:
     """The words of a cause, from its rule file, by language ('en', 'ja').
 
@@ -157,6 +177,8 @@ class CauseText:
     evidence: dict[str, dict[str, str]]
     verify: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
+    scope: str = "host"  # 'host' or 'cluster'
+    kind: str = "cause"  # 'cause' or 'benign'
 
 
 @dataclass
@@ -180,3 +202,4 @@ class Report:
     signals: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> detection ids it matched
     detections: dict[str, dict[str, str]] = field(default_factory=dict)  # detection id -> lang -> title
     clusters: list[Cluster] = field(default_factory=list)  # one per cluster found in the inputs
+    clock: list[ClockOffset] = field(default_factory=list)  # measured node clock offsets

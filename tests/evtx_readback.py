@@ -20,7 +20,9 @@ Normalised values (`canon`), so that known rendering differences vanish (evtx-fo
 * python-evtx's string arrays (one `<Data>` of `<string>` lines, empty strings reordered) are read from
   the substitution value and expanded like Rust and libevtx do: one `<Data>` per string;
 * python-evtx's SYSTEMTIME puts milliseconds in the microsecond field; corrected here;
-* SIZE_T in hex (Rust's rendering; python-evtx prints decimal, libevtx prints 0x0 for any value).
+* SIZE_T in hex (Rust's rendering; python-evtx prints decimal, libevtx prints 0x0 for any value);
+* a classic record whose string array is NULL (the real EventLog 6005): Rust and Event Viewer show one
+  empty `<Data>`, libevtx none; read as one empty `<Data>`.
 Not normalised, so tests can see them: libevtx's rendering of negative signed integers (wrong), and
 control characters (python-evtx drops them, Rust and libevtx emit them raw: not well-formed XML).
 """
@@ -225,6 +227,10 @@ def read_libevtx(path: Path, *, recovered: bool = True) -> Readback:
                     item = getter(index)
                     record = _record_from_xml(item.get_xml_string())
                     record["header_id"] = item.identifier
+                    payload = record["payload"]
+                    if record["guid"] is None and payload and payload[0] == "EventData" and not payload[2]:
+                        # a NULL string array (EventLog 6005): libevtx writes no <Data>, Rust one empty
+                        record["payload"] = ("EventData", payload[1], ((None, ""),), payload[3])
                 except Exception as exc:
                     out.errors.append(f"{kind} {index}: {type(exc).__name__}: {str(exc)[:200]}")
                     continue

@@ -119,9 +119,82 @@ def test_rules_check_passes_on_builtin_rules(repo_root: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def test_rules_check_passes_on_a_checkout_copy_next_to_the_installed_rules(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """A wheel install checks `rules/` of a checkout: same ids and content are not a conflict."""
+    import shutil
+
+    shutil.copytree(repo_root / "rules", tmp_path / "rules")
+    result = run("rules", "check", str(tmp_path / "rules"))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "ok"
+
+
+def test_rules_check_and_the_report_name_a_replaced_builtin_rule(
+    tmp_path: Path, committed_bundles: Path
+) -> None:
+    from evtxcorr.ruleset import builtin_dir
+
+    (tmp_path / "team" / "causes").mkdir(parents=True)
+    text = (builtin_dir() / "causes" / "secure-channel-broken.yaml").read_text(encoding="utf-8")
+    text = text.replace(
+        "id: secure-channel-broken", "id: secure-channel-broken\noverrides: secure-channel-broken"
+    )
+    (tmp_path / "team" / "causes" / "secure-channel-broken.yaml").write_text(
+        text.replace("prior: 0.1", "prior: 0.15")
+    )
+    checked = run("rules", "check", str(tmp_path / "team"))
+    assert checked.exit_code == 0, checked.output
+    assert "note: built-in cause 'secure-channel-broken' of " in checked.output
+    target = tmp_path / "r.json"
+    analysed = run(
+        "analyze",
+        str(committed_bundles / "noise-only.zip"),
+        "--rules",
+        str(tmp_path / "team"),
+        "-o",
+        str(target),
+        "-q",
+    )
+    assert analysed.exit_code == 0, analysed.output
+    warnings = json.loads(target.read_text(encoding="utf-8"))["warnings"]
+    assert any(
+        w.startswith("rules: built-in cause 'secure-channel-broken' of ") and "replaced by" in w
+        for w in warnings
+    )
+
+
 def test_rules_list_and_explain() -> None:
     listed = run("rules", "list")
     assert listed.exit_code == 0 and SHARED_NIC in listed.output
+    lines = {
+        line.split()[0]: line.split()[1:3] for line in listed.output.splitlines() if line.startswith("  ")
+    }
+    assert lines[SHARED_NIC] == ["host", "cause"]
+    assert lines["dc-unreachable-cluster-wide"] == ["cluster", "cause"]
+    assert lines["boot-time-dc-not-ready"] == ["host", "benign"]
+
+
+def test_the_run_summary_names_cluster_verdicts_and_benign_incidents(
+    committed_bundles: Path, tmp_path: Path
+) -> None:
+    outage = CliRunner().invoke(
+        cli,
+        [
+            "analyze",
+            str(committed_bundles / "dc-unreachable-cluster-wide.zip"),
+            "-o",
+            str(tmp_path / "a.json"),
+        ],
+    )
+    assert "finding: dc-unreachable-cluster-wide on the cluster (HV01.contoso.local, " in outage.output
+    boot = CliRunner().invoke(
+        cli,
+        ["analyze", str(committed_bundles / "boot-time-dc-not-ready.zip"), "-o", str(tmp_path / "b.json")],
+    )
+    assert "explained: 2 incident(s) as boot-time-dc-not-ready (expected, nothing to do)" in boot.output
+    assert "no cause found" in boot.output
     explained = run("rules", "explain", SHARED_NIC)
     assert explained.exit_code == 0 and "Get-VMSwitch" in explained.output
 

@@ -36,6 +36,9 @@ SCENARIOS = (
     "noise-only",
     "shared-nic-twice",
     "shared-nic-link-restored",
+    "boot-time-dc-not-ready",
+    "boot-time-cluster-name-failed",
+    "kerberos-clock-skew",
 )
 SYSTEM = "System"
 HA = "Microsoft-Windows-Hyper-V-High-Availability-Admin"
@@ -308,6 +311,48 @@ def test_noise_only_has_no_incident_and_no_error_of_interest(expanded: dict) -> 
         assert not _events(expansion, provider, event_id)
 
 
+def test_boot_scenarios_log_the_start_up_records_as_the_real_sample_does(expanded: dict) -> None:
+    """Kernel-General 12, EventLog 6009 and 6005 (shapes of the real omerbenamram system.evtx boot), then
+    5719, 129 and 1129 within minutes on the restarting node only."""
+    for scenario_id in ("boot-time-dc-not-ready", "boot-time-cluster-name-failed"):
+        expansion = expanded[scenario_id]
+        for want in truth(scenario_id):
+            boots = [e for e in _events(expansion, "Microsoft-Windows-Kernel-General", 12)]
+            host_boots = [e for e in boots if e.computer == want["host"]]
+            assert host_boots and _hosts(boots) <= {t["host"] for t in truth(scenario_id)}
+            started = [e for e in _events(expansion, "EventLog", 6005) if e.computer == want["host"]]
+            assert started and len(_binary(started[0])) == 48  # SYSTEMTIME + 8 zero bytes, as in the sample
+            stamp = started[0].time
+            assert _binary(started[0]).startswith(f"{stamp.year:04X}"[2:] + f"{stamp.year:04X}"[:2])
+            first_5719 = min(
+                e.time for e in _events(expansion, "NETLOGON", 5719) if e.computer == want["host"]
+            )
+            assert timedelta(0) < first_5719 - host_boots[0].time < timedelta(minutes=3)
+    assert not _events(expanded["boot-time-dc-not-ready"], "Microsoft-Windows-FailoverClustering", 1228)
+    failed = expanded["boot-time-cluster-name-failed"]
+    assert _hosts(_events(failed, "Microsoft-Windows-FailoverClustering", 1228)) == {"HV02.contoso.local"}
+    assert any(
+        "0x80090311" in _text(e)
+        for e in _events(failed, "Microsoft-Windows-Hyper-V-High-Availability", 21502)
+    )
+
+
+def test_kerberos_clock_skew_has_skew_errors_no_5719_and_same_moment_blips(expanded: dict) -> None:
+    expansion = expanded["kerberos-clock-skew"]
+    skew = [
+        e
+        for e in _events(expansion, "Microsoft-Windows-Security-Kerberos", 3)
+        if "KRB_AP_ERR_SKEW" in _text(e)
+    ]
+    assert _hosts(skew) == {"HV03.contoso.local"}
+    migrations = _events(expansion, "Microsoft-Windows-Hyper-V-High-Availability", 21502)
+    assert migrations and all("0x80090324" in _text(e) for e in migrations)
+    assert _hosts(_events(expansion, "Microsoft-Windows-Time-Service", 36)) == {"HV03.contoso.local"}
+    assert not _events(expansion, "NETLOGON", 5719)
+    blips = _events(expansion, "Microsoft-Windows-FailoverClustering", 1126)
+    assert len(blips) == 8 and len(_hosts(blips)) == 4  # two moments, every node logs each
+
+
 def test_truth_causes_and_times() -> None:
     for sid in SCENARIOS:
         scenario = load_scenario(sid)
@@ -467,7 +512,9 @@ def test_steps_with_an_unknown_kind_or_label_are_rejected(tmp_path: Path) -> Non
 
 
 def test_unknown_scenario_id_lists_the_shipped_ones() -> None:
-    with pytest.raises(ScenarioError, match="unknown scenario 'nope'; shipped: cno-disabled-or-deleted"):
+    with pytest.raises(
+        ScenarioError, match="unknown scenario 'nope'; shipped: boot-time-cluster-name-failed, "
+    ):
         load_scenario("nope")
 
 

@@ -39,7 +39,7 @@ def _walk_times(node: Any, key: str = "") -> list[str]:
 
 def test_json_top_level_contract() -> None:
     out = _json()
-    assert list(out)[: len(context.JSON_KEYS)] == list(context.JSON_KEYS)
+    assert list(out) == list(context.JSON_KEYS)
     assert out["tool"] == "evtxcorr" and out["version"] == "0.1.0" and out["lang"] == "en"
     assert out["totals"] == make_report().ledger.totals()
     assert out["no_finding"] is None
@@ -463,16 +463,22 @@ def test_japanese_report_of_a_real_bundle_speaks_japanese_in_every_reason(bundle
 
 
 def test_one_cause_found_on_every_node_is_one_verdict_listing_the_hosts(bundles_dir) -> None:  # type: ignore[no-untyped-def]
-    """A cluster-wide outage is found on each node; the reports show it once (JSON keeps every host)."""
+    """A cluster-wide outage is one finding of the cluster: host null, every node in `hosts`, one verdict."""
     from evtxcorr.analyze import analyze
 
     report = analyze([bundles_dir / "dc-unreachable-cluster-wide"])
-    hosts = {f.host for f in report.findings}
-    assert len(hosts) == 8 and {f.cause for f in report.findings} == {"dc-unreachable-cluster-wide"}
+    assert [(f.cause, f.host, len(f.hosts)) for f in report.findings] == [
+        ("dc-unreachable-cluster-wide", None, 8)
+    ]
     markdown = render(report, "md")
     assert markdown.count("**Verdict:**") == 1
-    line = next(line for line in markdown.splitlines() if line.startswith("Same finding on:"))
-    assert all(f"HV0{n}.contoso.local" in markdown for n in range(1, 9)) and line.count("%)") == 7
+    line = next(line for line in markdown.splitlines() if line.startswith("Cluster-wide ("))
+    assert all(f"HV0{n}.contoso.local" in line for n in range(1, 9))
     html = render(report, "html", lang="ja")
-    assert html.count('<article class="finding"') == 1 and "同じ結論のホスト:" in html
-    assert len(json.loads(render(report, "json"))["findings"]) == 8
+    assert html.count('<article class="finding"') == 1 and "クラスター全体 (" in html
+    (finding,) = json.loads(render(report, "json"))["findings"]
+    assert finding["host"] is None and len(finding["hosts"]) == 8 and finding["scope"] == "cluster"
+    cited_hosts = {
+        e["host"] for e in finding["evidence"] if e["key"] == "anchor:netlogon-5719-no-logon-servers"
+    }
+    assert len(cited_hosts) == 8  # every node's own 5719 is cited

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import synthetic_events as se
 from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
 from sigma.rule import SigmaRule
 
 from evtxcorr.ruleset import builtin_dir, check_ruleset, load_ruleset, match
@@ -21,12 +22,34 @@ def test_rules_check_passes_without_errors_or_warnings() -> None:
     assert [f"{i.severity}: {i}" for i in check_ruleset([RULES_DIR])] == []
 
 
+CORRELATIONS = {name for name, d in RULES.detections.items() if d.kind == "correlation"}
+
+
 @pytest.mark.parametrize("path", SIGMA_FILES, ids=[p.stem for p in SIGMA_FILES])
 def test_each_sigma_file_is_valid_for_pysigma(path: Path) -> None:
-    rule = SigmaRule.from_yaml(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    if path.stem in CORRELATIONS:
+        correlation = SigmaCorrelationRule.from_yaml(text)
+        assert correlation.errors == [] and correlation.name == path.stem
+        return
+    rule = SigmaRule.from_yaml(text)
     assert rule.errors == []
     assert rule.name == path.stem
     assert rule.detection.parsed_condition[0].parsed is not None
+
+
+def test_a_builtin_correlation_exists_and_a_cause_uses_it() -> None:
+    assert CORRELATIONS
+    used = {spec.detection for cause in RULES.causes.values() for spec in cause.evidence}
+    assert CORRELATIONS & used
+
+
+def test_pysigma_resolves_every_correlation_reference_in_the_folder() -> None:
+    collection = SigmaCollection.from_yaml("\n---\n".join(p.read_text(encoding="utf-8") for p in SIGMA_FILES))
+    collection.resolve_rule_references()
+    for rule in collection:
+        if isinstance(rule, SigmaCorrelationRule):
+            assert [ref.rule.name for ref in rule.rules] == list(RULES.detections[rule.name].references)
 
 
 def test_the_whole_folder_loads_as_one_sigma_collection() -> None:
@@ -81,6 +104,30 @@ EXAMPLES = {
         )
     ],
     "gp-1129-no-dc-connectivity": [se.gp_1129("HV01", 0)],
+    "ha-21502-time-skew": [se.ha_21502("HV01", 0, "0x80090324")],
+    "krb-ap-err-skew": [
+        se.row(
+            "HV01",
+            0,
+            "Microsoft-Windows-Security-Kerberos",
+            3,
+            data=(
+                "",
+                "",
+                "14:37:30.0000 09/15/2026 Z",
+                "0x25",
+                "KRB_AP_ERR_SKEW",
+                "",
+                "",
+                "",
+                "CONTOSO.LOCAL",
+            ),
+        ),
+        se.row("HV01", 1, "Microsoft-Windows-Security-Kerberos", 3, data=("", "", "", "0x25", "")),
+    ],
+    "time-36-not-synchronized": [
+        se.row("HV01", 0, "Microsoft-Windows-Time-Service", 36, data=("86400", "345600"), level=3)
+    ],
     "system-boot": [
         se.row("HV01", 0, "EventLog", 6005, level=4),
         se.row(
@@ -106,7 +153,7 @@ EXAMPLES = {
 
 
 def test_every_detection_has_an_example() -> None:
-    assert set(EXAMPLES) == set(RULES.detections)
+    assert set(EXAMPLES) == set(RULES.detections) - CORRELATIONS
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

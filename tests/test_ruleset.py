@@ -110,11 +110,60 @@ def test_missing_keys_are_reported(tmp_path: Path) -> None:
 
 
 def test_duplicate_cause_id_across_folders_is_an_error(tmp_path: Path) -> None:
-    shutil.copy(
-        BUILTIN / "causes" / "kerberos-delegation-missing.yaml", _team_folder(tmp_path, "x: 1") / "causes"
-    )
-    (tmp_path / "causes" / "team-cause.yaml").unlink()
+    text = _cause_from("kerberos-delegation-missing", {"prior: 0.1": "prior: 0.2"})
+    folder = _team_folder(tmp_path, text, "kerberos-delegation-missing.yaml")
     with pytest.raises(RuleError, match="cause id 'kerberos-delegation-missing' is already used by"):
+        load_ruleset([BUILTIN, folder])
+
+
+def test_checking_a_copy_of_the_builtin_rules_passes(tmp_path: Path) -> None:
+    """`evtxcorr rules check rules/` in a checkout, next to an installed copy: same ids, same content."""
+    copy = tmp_path / "rules"
+    shutil.copytree(BUILTIN, copy)
+    assert [f"{i.severity}: {i}" for i in check_ruleset([BUILTIN, copy])] == []
+    assert load_ruleset([BUILTIN, copy]).replaced == ()
+
+
+def test_overrides_replaces_a_builtin_cause_and_says_so(tmp_path: Path) -> None:
+    text = _cause_from(
+        "kerberos-delegation-missing",
+        {
+            "prior: 0.1": "prior: 0.2",
+            "id: kerberos-delegation-missing": "id: kerberos-delegation-missing\noverrides: kerberos-delegation-missing",
+        },
+    )
+    folder = _team_folder(tmp_path, text, "kerberos-delegation-missing.yaml")
+    assert [i for i in check_ruleset([BUILTIN, folder]) if i.severity == "error"] == []
+    ruleset = load_ruleset([BUILTIN, folder])
+    assert ruleset.causes["kerberos-delegation-missing"].prior == 0.2
+    assert ruleset.replaced == (
+        f"cause 'kerberos-delegation-missing' of {BUILTIN}/causes/kerberos-delegation-missing.yaml is replaced "
+        f"by {folder}/causes/kerberos-delegation-missing.yaml (overrides: kerberos-delegation-missing)",
+    )
+
+
+def test_overrides_of_an_id_nobody_defines_is_an_error(tmp_path: Path) -> None:
+    text = TEAM_CAUSE.replace("id: team-cause", "id: team-cause\noverrides: team-cause")
+    folder = _team_folder(tmp_path, text)
+    errors = [i.message for i in check_ruleset([BUILTIN, folder]) if i.severity == "error"]
+    assert errors == ["overrides 'team-cause', but no earlier rules folder defines it"]
+
+
+def test_a_team_detection_can_override_a_builtin_one(tmp_path: Path) -> None:
+    (tmp_path / "sigma").mkdir()
+    text = (BUILTIN / "sigma" / "link-down.yml").read_text(encoding="utf-8")
+    text = (
+        text.replace("      - e2fexpress\n", "      - e2fexpress\n      - b57nd60a\n")
+        + "overrides: link-down\n"
+    )
+    (tmp_path / "sigma" / "link-down.yml").write_text(text, encoding="utf-8")
+    ruleset = load_ruleset([BUILTIN, tmp_path])
+    assert ruleset.replaced and ruleset.replaced[0].startswith("detection 'link-down' of ")
+    table = se.frame([se.link_down("HV01", 0, "b57nd60a")])
+    assert match(table, ruleset) == {0: ("link-down",)}
+    copy = text.replace("overrides: link-down\n", "")
+    (tmp_path / "sigma" / "link-down.yml").write_text(copy, encoding="utf-8")
+    with pytest.raises(RuleError, match="detection name 'link-down' is already used by"):
         load_ruleset([BUILTIN, tmp_path])
 
 

@@ -7,11 +7,12 @@ import pytest
 import synthetic_events as se
 
 from evtxcorr.errors import RuleError
-from evtxcorr.ruleset import Issue, load_ruleset, match
+from evtxcorr.ruleset import Issue, builtin_dir, load_ruleset, match
 from evtxcorr.ruleset.sigma import FrameView, detection_from_doc, evaluate
 from evtxcorr.ruleset.yamlload import load_text
 
 SETTINGS = load_ruleset().settings
+BUILTIN_DIR = builtin_dir()
 
 HEADER = """title: test rule
 name: test-rule
@@ -143,12 +144,6 @@ def test_keyword_detection_is_refused() -> None:
     assert any("keyword" in i.message for i in issues)
 
 
-def test_unknown_field_is_a_warning() -> None:
-    detection, issues = compile_rule("  sel:\n    ResourceName: Cluster Name\n  condition: sel")
-    assert detection is not None
-    assert [(i.severity, str(i.location)) for i in issues] == [("warning", "rules/sigma/test-rule.yml:10:5")]
-
-
 def test_unmapped_logsource_is_an_error() -> None:
     detection, issues = compile_rule("  sel:\n    EventID: 1\n  condition: sel", service="application")
     assert detection is None
@@ -205,8 +200,10 @@ def test_vectorised_and_narrowing_agrees_with_a_row_by_row_reference() -> None:
             names.add("ha-21502-no-authority" if "0x80090311" in r["data"][2] else "ha-21502-no-credentials")
         return names
 
+    ruleset = load_ruleset()
+    single_row = {name for name, d in ruleset.detections.items() if d.kind == "rule"}
     for index, record in table.iterrows():
-        assert set(signals.get(index, ())) == reference(record.to_dict()), record.to_dict()
+        assert set(signals.get(index, ())) & single_row == reference(record.to_dict()), record.to_dict()
 
 
 def test_evaluation_error_names_the_rule_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,3 +212,200 @@ def test_evaluation_error_names_the_rule_file(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(RuleError) as caught:
         match(table, ruleset)
     assert caught.value.location is not None and caught.value.location.path.endswith(".yml")
+
+
+# --- strictness (issue 11 point 7): a misspelt rule fails loudly, never matches nothing or everything ---
+
+
+def test_unknown_field_is_an_error_at_load() -> None:
+    detection, issues = compile_rule("  sel:\n    ResourceName: Cluster Name\n  condition: sel")
+    assert detection is None
+    assert [(i.severity, str(i.location)) for i in issues] == [("error", "rules/sigma/test-rule.yml:10:5")]
+    assert "unknown field 'ResourceName'" in issues[0].message
+
+
+def test_a_misspelt_field_under_not_is_refused_instead_of_matching_every_row(tmp_path) -> None:
+    (tmp_path / "sigma").mkdir()
+    text = HEADER.format(service="system").replace("name: test-rule", "name: misspelt") + (
+        "  sel:\n    EventID: 5719\n  f:\n    ErrorCod: '1311'\n  condition: sel and not f\n"
+    )
+    (tmp_path / "sigma" / "misspelt.yml").write_text(text, encoding="utf-8")
+    with pytest.raises(RuleError, match="unknown field 'ErrorCod'"):
+        load_ruleset([BUILTIN_DIR, tmp_path])
+
+
+def test_data_null_means_no_payload_value_not_one_empty_element() -> None:
+    rows = [
+        se.link_down("HV01", 0),  # Data ['', 'Intel...']: has a value
+        se.row("HV01", 1, "EventLog", 6005, level=4),  # no payload at all
+        se.row("HV01", 2, "EventLog", 6005, level=4, data=("", "")),  # only empty values
+    ]
+    assert hits("  sel:\n    Data: null\n  condition: sel", rows) == [1002, 1003]
+    assert hits(
+        "  sel:\n    EventID: 27\n  nodata:\n    Data: null\n  condition: sel and not nodata", rows
+    ) == [1001]
+
+
+def test_named_null_means_that_value_is_absent_or_empty() -> None:
+    gp = se.gp_1129("HV01", 0)
+    empty = se.gp_1129("HV01", 1)
+    empty["data"] = tuple(
+        "" if n == "ErrorCode" else v for v, n in zip(empty["data"], empty["data_names"], strict=True)
+    )
+    assert hits("  sel:\n    ErrorCode: null\n  condition: sel", [gp, empty, se.link_down("HV01", 2)]) == [
+        1002,
+        1003,
+    ]
+
+
+def test_empty_channel_rows_pass_a_logsource_only_for_its_providers() -> None:
+    netlogon = se.netlogon_5719("HV01", 0)
+    stranger = se.row("HV01", 1, "SomeAgent", 21502, channel="")
+    netlogon["channel"] = ""
+    assert hits("  sel:\n    EventID: [5719, 21502]\n  condition: sel", [netlogon, stranger]) == [1001]
+    assert hits("  sel:\n    EventID: 21502\n  condition: sel", [stranger], "hyper-v-high-availability") == []
+
+
+@pytest.mark.parametrize(
+    ("modifiers", "pattern", "expected"),
+    [
+        ("re|i", "gigabit", [1004]),
+        ("re|m", "^Gigabit", []),
+        ("re|s", "Intel.*Connection", [1004]),
+        ("re|i|s", "INTEL.*connection", [1004]),
+    ],
+)
+def test_regex_flag_modifiers_are_supported(rows: list[dict], modifiers: str, pattern: str, expected) -> None:
+    assert hits(f"  sel:\n    param2|{modifiers}: '{pattern}'\n  condition: sel", rows) == expected
+
+
+def test_regex_multiline_flag_anchors_at_line_starts() -> None:
+    text = "Live migration failed.\nThe Virtual Machine Management Service failed (0x80090311)."
+    row = se.row("HV01", 0, "NETLOGON", 5719, data=("CONTOSO", text))
+    assert hits("  sel:\n    param2|re|m: '^The Virtual'\n  condition: sel", [row]) == [1001]
+    assert hits("  sel:\n    param2|re: '^The Virtual'\n  condition: sel", [row]) == []
+
+
+# --- Sigma correlation rules (v2) ----------------------------------------------------------------
+
+CORRELATION_HEADER = """title: correlation under test
+name: corr
+id: 7d0c3b2a-1c7e-4e0d-9d5a-2b8c6e1f7a90
+correlation:
+"""
+
+
+def correlated(body: str, rows: list[dict], tmp_path) -> list[int]:
+    """Record ids the correlation `corr` (body under `correlation:`) matches, next to the built-in rules."""
+    (tmp_path / "sigma").mkdir(exist_ok=True)
+    (tmp_path / "sigma" / "corr.yml").write_text(CORRELATION_HEADER + body, encoding="utf-8")
+    ruleset = load_ruleset([BUILTIN_DIR, tmp_path])
+    table = se.frame(rows)
+    signals = match(table, ruleset)
+    return sorted(int(table.loc[i, "record_id"]) for i, names in signals.items() if "corr" in names)
+
+
+def _dc_and_cno(gap_s: float, host2: str = "HV01") -> list[dict]:
+    return [se.netlogon_5719("HV01", 0), se.fc_1228(host2, gap_s), se.link_down("HV01", 5)]
+
+
+TEMPORAL = (
+    "  type: temporal\n  rules: [netlogon-5719-no-logon-servers, fc-1228-no-dc]\n"
+    "  group-by: [Computer]\n  timespan: 10m\n"
+)
+
+
+def test_temporal_needs_every_rule_on_the_same_host_within_the_timespan(tmp_path) -> None:
+    assert correlated(TEMPORAL, _dc_and_cno(300), tmp_path) == [1001, 1002]
+    se._record_ids.clear()
+    assert correlated(TEMPORAL, _dc_and_cno(601), tmp_path) == []  # 10 min and 1 s apart
+    se._record_ids.clear()
+    assert correlated(TEMPORAL, _dc_and_cno(60, "HV02"), tmp_path) == []  # another host
+
+
+def test_temporal_ordered_needs_the_listed_order(tmp_path) -> None:
+    body = TEMPORAL.replace("temporal", "temporal_ordered")
+    assert correlated(body, _dc_and_cno(60), tmp_path) == [1001, 1002]
+    se._record_ids.clear()
+    assert correlated(body, _dc_and_cno(-60), tmp_path) == []  # 1228 first
+
+
+def test_event_count_counts_per_group_in_a_sliding_window(tmp_path) -> None:
+    body = (
+        "  type: event_count\n  rules: [netlogon-5719-no-logon-servers]\n  group-by: [Computer]\n"
+        "  timespan: 1h\n  condition: {gte: 3}\n"
+    )
+    rows = [se.netlogon_5719("HV01", s) for s in (0, 1000, 3000, 9000)] + [se.netlogon_5719("HV02", 10)]
+    assert correlated(body, rows, tmp_path) == [1001, 1002, 1003]
+
+
+def test_value_count_counts_distinct_values(tmp_path) -> None:
+    body = (
+        "  type: value_count\n  rules: [fc-1126-interface-unreachable]\n  timespan: 5m\n"
+        "  condition: {gte: 2, field: param2}\n"
+    )
+    rows = [
+        se.fc("HV03", 0, 1126, "HV01 - Ethernet", "HV01", "Net 1"),
+        se.fc("HV03", 10, 1126, "HV01 - Ethernet", "HV01", "Net 1"),
+        se.fc("HV03", 20, 1126, "HV02 - Ethernet", "HV02", "Net 1"),
+        se.fc("HV03", 900, 1126, "HV04 - Ethernet", "HV04", "Net 1"),
+    ]
+    assert correlated(body, rows, tmp_path) == [1001, 1002, 1003]
+
+
+def test_a_cause_can_weigh_a_correlation(tmp_path) -> None:
+    """The built-in shared-NIC cause weighs the built-in 5719 + 1228 correlation."""
+    ruleset = load_ruleset()
+    spec = next(
+        s for s in ruleset.causes["shared-nic-sole-dc-path"].evidence if s.key == "cluster-name-no-token"
+    )
+    assert ruleset.detections[spec.detection].kind == "correlation"
+    table = se.frame(_dc_and_cno(120))
+    signals = match(table, ruleset)
+    assert {names for names in signals.values()} >= {
+        ("netlogon-5719-no-logon-servers", "dc-lost-with-cluster-name-error"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        (
+            "  type: value_sum\n  rules: [link-down]\n  timespan: 5m\n  condition: {gte: 2, field: param2}\n",
+            5,
+            "value_sum",
+        ),
+        (
+            "  type: temporal\n  rules: [link-down, link-up]\n  timespan: 5m\n  condition: link-down and link-up\n",
+            8,
+            "extended",
+        ),
+        (
+            "  type: temporal\n  rules: [link-down, no-such-rule]\n  timespan: 5m\n",
+            6,
+            "'no-such-rule' is not a known",
+        ),
+        (
+            "  type: event_count\n  rules: [link-down]\n  group-by: [Data]\n  timespan: 5m\n  condition: {gte: 2}\n",
+            7,
+            "multi-valued",
+        ),
+        (
+            "  type: event_count\n  rules: [link-down]\n  group-by: [Hostname]\n  timespan: 5m\n  condition: {gte: 2}\n",
+            7,
+            "unknown field 'Hostname'",
+        ),
+        ("  type: temporal\n  rules: [link-down, link-up]\n  timespan: 5x\n", 7, "Timespan"),
+    ],
+)
+def test_unsupported_correlations_are_errors_naming_file_and_line(
+    tmp_path, body: str, line: int, message: str
+) -> None:
+    from evtxcorr.ruleset import check_ruleset
+
+    (tmp_path / "sigma").mkdir()
+    (tmp_path / "sigma" / "corr.yml").write_text(CORRELATION_HEADER + body, encoding="utf-8")
+    errors = [i for i in check_ruleset([BUILTIN_DIR, tmp_path]) if i.severity == "error"]
+    assert len(errors) == 1, [str(e) for e in errors]
+    assert str(errors[0].location).startswith(f"{tmp_path}/sigma/corr.yml:{line}:"), str(errors[0])
+    assert message in errors[0].message

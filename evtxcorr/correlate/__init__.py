@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from evtxcorr.correlate.clock import aligned_ns
 from evtxcorr.model import Incident
 from evtxcorr.ruleset import Ruleset
 
@@ -70,8 +71,10 @@ def correlate(
     lookback_s: float | None = None,
     lookahead_s: float | None = None,
     skew_s: float | None = None,
+    offsets: Mapping[str, float] | None = None,
 ) -> list[Incident]:
-    """Incidents 'I1', 'I2'... in time order; `signals` is ruleset.match's row -> detections."""
+    """Incidents 'I1', 'I2'... in time order; `signals` is ruleset.match's row -> detections.
+    `offsets` (host key -> measured clock offset, clock.py) puts every host on the reference clock."""
     settings = ruleset.settings
     gap = _pick(gap_s, settings.gap_s)
     before = _pick(lookback_s, settings.lookback_s)
@@ -80,6 +83,13 @@ def correlate(
     if not signals:
         return []
     table = _signal_table(frame, signals, ruleset.anchor_detections())
+    if offsets:  # measured clock offsets taken off (raw times stay in the frame and in citations)
+        ns = aligned_ns(
+            table["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+            table["host_key"].to_numpy(),
+            offsets,
+        )
+        table = table.assign(time=pd.to_datetime(ns, utc=True)).sort_values("time", kind="stable")
     anchors = table[table["anchor"]]
     if anchors.empty:
         return []

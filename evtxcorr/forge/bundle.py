@@ -49,8 +49,11 @@ _LEVELS = {1: "Critical", 2: "Error", 3: "Warning", 4: "Information", 0: "Inform
 
 # (bundle name, scenario id, layout, zip): every committed fixture; seeds are the scenarios' own.
 FIXTURES: tuple[tuple[str, str, str, bool], ...] = (
+    ("boot-time-cluster-name-failed", "boot-time-cluster-name-failed", "plain", True),
+    ("boot-time-dc-not-ready", "boot-time-dc-not-ready", "plain", True),
     ("cno-disabled-or-deleted", "cno-disabled-or-deleted", "plain", True),
     ("dc-unreachable-cluster-wide", "dc-unreachable-cluster-wide", "plain", True),
+    ("kerberos-clock-skew", "kerberos-clock-skew", "plain", True),
     ("kerberos-delegation-missing", "kerberos-delegation-missing", "plain", True),
     ("link-down-second-dc-path", "link-down-second-dc-path", "plain", True),
     ("noise-only", "noise-only", "plain", True),
@@ -133,13 +136,27 @@ def _values(event: ForgedEvent) -> list[str]:
 
 def _description(event: ForgedEvent, by_id: dict) -> str:
     """The catalog's English message when the event's values fill it, else the values joined."""
-    kind = by_id.get((event.provider, event.event_id))
+    kind = _kind_of(event, by_id.get((event.provider, event.event_id), []))
     text = message(kind, _named_values(event, kind), load_catalog().inserts) if kind else ""
     return text or "; ".join(v for v in _values(event) if v)
 
 
 def _kinds_by_id() -> dict:
-    return {(k.provider, k.event_id): k for k in load_catalog().kinds.values()}
+    """(provider, event id) -> the catalog kinds written with it, in catalog order."""
+    kinds: dict[tuple[str, int], list] = {}
+    for kind in load_catalog().kinds.values():
+        kinds.setdefault((kind.provider, kind.event_id), []).append(kind)
+    return kinds
+
+
+def _kind_of(event: ForgedEvent, kinds: list):  # type: ignore[no-untyped-def]
+    """The first kind whose literal (placeholder-free) field values are the event's, else the first."""
+    values = _values(event)
+    for kind in kinds:
+        literal = [(i, f.template) for i, f in enumerate(kind.fields) if "{" not in f.template]
+        if all(i < len(values) and values[i] == text for i, text in literal):
+            return kind
+    return kinds[0] if kinds else None
 
 
 def _named_values(event: ForgedEvent, kind) -> dict[str, str]:

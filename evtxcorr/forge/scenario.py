@@ -38,6 +38,9 @@ CAUSES = (
     "kerberos-delegation-missing",
     "secure-channel-broken",
     "cno-disabled-or-deleted",
+    "boot-time-dc-not-ready",
+    "kerberos-clock-skew",
+    "unknown-auth-failure",
     "none",
 )
 ROLES = ("source", "peer", "others", "all")

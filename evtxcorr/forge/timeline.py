@@ -370,9 +370,25 @@ def _dynamic(placed: Placed, host: Host, logged: datetime) -> dict[str, Any]:
     return {
         "uptime": int((placed.time - host.boot).total_seconds()),
         "now": logged,
+        "systemtime": _systemtime_hex(logged),
         "old_time": logged,
         "new_time": logged + timedelta(milliseconds=int(placed.params.get("adjust_ms", 0))),
     }
+
+
+def _systemtime_hex(moment: datetime) -> str:
+    """A Win32 SYSTEMTIME (8 little-endian u16: year, month, weekday, day, h, m, s, ms) as hex."""
+    parts = (
+        moment.year,
+        moment.month,
+        (moment.weekday() + 1) % 7,  # SYSTEMTIME counts from Sunday = 0
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond // 1000,
+    )
+    return b"".join(p.to_bytes(2, "little") for p in parts).hex().upper()
 
 
 def _log(placed: Placed, host: Host, kind: Kind, record_id: int) -> ForgedEvent:

@@ -37,12 +37,15 @@ JSON_KEYS = (
     "rejected",
     "no_finding",
     "clusters",
+    "benign",
+    "unexplained",
+    "clock",
 )
 # The contract's input keys come first; the ledger's other fields follow.
 INPUT_KEYS = ("path", "format", "host", "records", "records_failed", "status", "reason")
 # Incident timelines in HTML list at most this many events per incident; JSON lists all.
 HTML_EVENTS_PER_INCIDENT = 400
-_SUMMARY_FIELD = re.compile(r"\{(host|incident|start|confidence)\}")
+_SUMMARY_FIELD = re.compile(r"\{(host|hosts|incident|start|confidence)\}")
 
 
 def plain(value: Any) -> Any:
@@ -263,14 +266,32 @@ def _certainty_text(finding: Finding, logs: list[dict[str, str]], book: _Book) -
     )
 
 
-def _summary(template: str, finding: Finding, start: str | None, host: str) -> str:
+def _summary(template: str, finding: Finding, start: str | None, host: str, hosts: str) -> str:
     values = {
         "host": host,
+        "hosts": hosts,
         "incident": finding.incident,
         "start": (start[:19].replace("T", " ") + " UTC") if start else "",
         "confidence": f"{round(finding.confidence * 100)}%",
     }
     return _SUMMARY_FIELD.sub(lambda m: values[m.group(1)], template)
+
+
+def _decisive(reasons: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(what decided the verdict, what was only checked): required items and those that moved the
+    score first, largest first; checked-and-absent items worth nothing go to one 'also checked' line."""
+
+    def quiet(r: Mapping[str, Any]) -> bool:
+        return (
+            (r["contribution"] or 0) == 0
+            and r["role"] != "required"
+            and r["status"] == "absent"
+            and not r["note"]
+        )
+
+    shown = [r for r in reasons if not quiet(r)]
+    shown.sort(key=lambda r: (r["role"] != "required", -abs(r["contribution"] or 0)))  # stable otherwise
+    return shown, [r for r in reasons if quiet(r)]
 
 
 def _finding(finding: Finding, book: _Book, starts: Mapping[str, str]) -> dict[str, Any]:
@@ -289,14 +310,20 @@ def _finding(finding: Finding, book: _Book, starts: Mapping[str, str]) -> dict[s
         if event
     ]
     reasons = _reasons(finding, cause, book)
-    host = book.host_name(finding.host, finding.cluster)
     logs = _missing_logs(finding, book)
+    keys = finding.hosts or ((finding.host,) if finding.host else ())
+    hosts = [book.host_name(key, finding.cluster) for key in keys]
+    host = book.host_name(finding.host, finding.cluster) if finding.host else None
+    shown = host or ", ".join(hosts)
+    decisive, also_checked = _decisive(reasons)
     return {
         "cause": finding.cause,
         "incident": finding.incident,
         "host": host,
         "confidence": _finite(finding.confidence),
-        "summary": _summary(str(text("summary") or ""), finding, starts.get(finding.incident), host),
+        "summary": _summary(
+            str(text("summary") or ""), finding, starts.get(finding.incident), shown, ", ".join(hosts)
+        ),
         "evidence": evidence,
         "remedy": str(text("remedy") or ""),
         "verify": list(cause.verify) if cause else [],
@@ -315,6 +342,12 @@ def _finding(finding: Finding, book: _Book, starts: Mapping[str, str]) -> dict[s
         "onset": timeline.iso_utc(finding.onset) if finding.onset else None,
         "last": timeline.iso_utc(finding.last) if finding.last else None,
         "cluster": finding.cluster,
+        "hosts": hosts,
+        "kind": finding.kind,
+        "scope": cause.scope if cause else "host",
+        "shown_host": shown,
+        "decisive": decisive,
+        "also_checked": also_checked,
     }
 
 
@@ -348,7 +381,7 @@ def _cite(findings: Sequence[Finding], rejected: bool, book: _Book) -> None:
                         "cause": finding.cause,
                         "key": evidence.key,
                         "role": evidence.role,
-                        "host": book.host_name(finding.host, finding.cluster),
+                        "host": book.host_name(finding.host, finding.cluster) if finding.host else "",
                         "rejected": rejected,
                     }
                 )
@@ -381,9 +414,46 @@ def _verdicts(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     verdicts = []
     for members in groups.values():
         best = max(members, key=lambda f: f["confidence"] or 0.0)
-        others = [{"host": f["host"], "confidence": f["confidence"]} for f in members if f is not best]
+        others = [{"host": f["shown_host"], "confidence": f["confidence"]} for f in members if f is not best]
         verdicts.append({"finding": best, "others": others})
     return verdicts
+
+
+def _benign_groups(benign: Sequence[Mapping[str, Any]], words: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Benign findings by cause, one short line each: '14 incidents explained as ...; nothing to do'."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for finding in benign:
+        groups.setdefault(finding["cause"], []).append(finding)
+    out = []
+    for cause, members in groups.items():
+        incidents = list(dict.fromkeys(f["incident"] for f in members))
+        out.append(
+            {
+                "cause": cause,
+                "title": members[0]["title"],
+                "line": words["benign_line"].format(count=len(incidents), title=members[0]["title"]),
+                "members": [
+                    {"incident": f["incident"], "host": f["shown_host"], "confidence": f["confidence"]}
+                    for f in members
+                ],
+            }
+        )
+    return out
+
+
+def _clock(report: Report, book: _Book) -> list[dict[str, Any]]:
+    return [
+        {
+            "host": book.host_name(c.host),
+            "host_key": c.host,
+            "offset_s": c.offset_s,
+            "uncertainty_s": c.uncertainty_s,
+            "reference": book.host_name(c.reference),
+            "observations": c.observations,
+            "basis": list(c.basis),
+        }
+        for c in report.clock
+    ]
 
 
 def _view(ctx: Mapping[str, Any], book: _Book, tz: str) -> dict[str, Any]:
@@ -393,11 +463,13 @@ def _view(ctx: Mapping[str, Any], book: _Book, tz: str) -> dict[str, Any]:
     )
     moments = [timeline.parse_iso(ctx["generated"])]
     moments += [timeline.parse_iso(ev["time"]) for ev in book.events.values() if ev.get("time")]
+    offsets = {c["host_key"]: c["offset_s"] for c in ctx["clock"]}
     return {
         "verdicts": _verdicts(ctx["findings"]),
+        "benign_groups": _benign_groups(ctx["benign"], messages(book.lang)),
         "zone": {"name": tz, "offsets": timeline.zone_offsets(moments, tz)},
         "timelines": {
-            inc["id"]: timeline.build(inc["events"], inc["start"], inc["end"], inc["hosts"], tz)
+            inc["id"]: timeline.build(inc["events"], inc["start"], inc["end"], inc["hosts"], tz, offsets)
             for inc in ctx["incidents"]
         },
         "incident_events": {inc["id"]: inc["events"][:HTML_EVENTS_PER_INCIDENT] for inc in ctx["incidents"]},
@@ -419,8 +491,11 @@ def build_context(report: Report, *, lang: str = "en", tz: str = "UTC") -> dict[
     _cite(report.rejected, True, book)
     incidents = [_incident(incident, book) for incident in report.incidents]
     starts = {inc["id"]: inc["start"] for inc in incidents}
-    findings = [_finding(f, book, starts) for f in report.findings]
+    every = [_finding(f, book, starts) for f in report.findings]
+    findings = [f for f in every if f["kind"] != "benign"]
+    benign = [f for f in every if f["kind"] == "benign"]
     rejected = [_finding(f, book, starts) for f in report.rejected]
+    explained = {f["incident"] for f in every}
     book.load(book.cited)
     ctx: dict[str, Any] = {
         "tool": "evtxcorr",
@@ -437,6 +512,9 @@ def build_context(report: Report, *, lang: str = "en", tz: str = "UTC") -> dict[
         "findings": findings,
         "rejected": rejected,
         "no_finding": None if findings else words["no_finding"].format(incidents=len(incidents)),
+        "benign": benign,
+        "unexplained": [inc["id"] for inc in incidents if inc["id"] not in explained],
+        "clock": _clock(report, book),
     }
     ctx["view"] = _view(ctx, book, tz)
     ctx["view"]["several_clusters"] = (

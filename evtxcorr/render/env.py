@@ -96,6 +96,11 @@ def signed(value: float) -> str:
     return f"{float(value):+.2f}"
 
 
+def signed1(value: float) -> str:
+    """A clock offset: '+370.4' / '-14.5' (a minus sign, U+2212, reads better but breaks copy-paste)."""
+    return f"{float(value):+.1f}"
+
+
 def lines(text: str) -> list[str]:
     return [line for line in str(text).splitlines() if line.strip()]
 
@@ -109,6 +114,7 @@ FILTERS: Mapping[str, Callable[..., Any]] = {
     "local": timeline.local_text,
     "pct": pct,
     "signed": signed,
+    "signed1": signed1,
     "lines": lines,
     "cell": md_cell,
 }

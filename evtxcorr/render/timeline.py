@@ -124,16 +124,24 @@ def _lane_names(events: Sequence[Mapping[str, object]], hosts: Sequence[str]) ->
 
 
 def build(
-    events: Sequence[Mapping[str, object]], start: str, end: str, hosts: Sequence[str], tz: str
+    events: Sequence[Mapping[str, object]],
+    start: str,
+    end: str,
+    hosts: Sequence[str],
+    tz: str,
+    offsets: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
     """Geometry of one incident: lanes per host, event marks, labels for cited records, axis ticks.
 
     `events` are report EVENT dicts (time, host, provider, event_id, level, cited, row); one without a
-    time cannot be placed and is left out (the tables still list it).
+    time cannot be placed and is left out (the tables still list it). `offsets` (host key -> measured
+    clock offset, s) places each host's marks on the reference clock, so the lanes line up; tooltips
+    keep the logged time.
     """
+    offsets = offsets or {}
     events = [ev for ev in events if ev.get("time")]
     begin, finish = parse_iso(start), parse_iso(end)
-    times = [parse_iso(str(ev["time"])) for ev in events]
+    times = [parse_iso(str(ev["time"])) - timedelta(seconds=offsets.get(_lane_key(ev), 0.0)) for ev in events]
     lo, hi = min([begin, *times]), max([finish, *times])
     pad = max((hi - lo) * 0.04, timedelta(seconds=2)) if hi > lo else timedelta(seconds=30)
     t0, t1 = lo - pad, hi + pad
@@ -179,7 +187,8 @@ def build(
                 }
             )
         height = base - top + 14
-        lanes.append({"host": host, "y": top, "height": height, "base": base})
+        offset = offsets.get(key)
+        lanes.append({"host": host, "y": top, "height": height, "base": base, "offset": offset})
         top += height
     return {
         "width": WIDTH,

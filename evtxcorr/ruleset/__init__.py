@@ -9,6 +9,7 @@ folders, so a team's folder adds to the built-in rules and never silently replac
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 
 from evtxcorr.errors import Location, RuleError
 from evtxcorr.resources import data_dir
-from evtxcorr.ruleset import sigma
+from evtxcorr.ruleset import correlation, sigma
 from evtxcorr.ruleset.checks import run_checks
 from evtxcorr.ruleset.model import (
     Cause,
@@ -85,6 +86,77 @@ def _settings(dirs: Sequence[Path], issues: list[Issue]) -> Settings | None:
         return None
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """What a name (detection) or id (cause) is bound to while folders load in order."""
+
+    item: Detection | Cause
+    doc: Doc
+    path: str
+
+
+def _bind(
+    table: dict[str, _Entry],
+    name: str,
+    entry: _Entry,
+    what: str,
+    key: str,
+    issues: list[Issue],
+    replaced: list[str],
+) -> bool:
+    """Bind `name` to `entry` unless an earlier folder bound it: the same content is no conflict (a
+    checkout's rules/ next to the installed copy), `overrides: <name>` replaces it on purpose, and
+    anything else is an error. True when the entry now holds the name."""
+    earlier = table.get(name)
+    overrides = entry.doc.data.get("overrides") if isinstance(entry.doc.data, dict) else None
+    if overrides is not None and overrides != name:
+        issues.append(
+            Issue(
+                "error",
+                entry.doc.loc("overrides"),
+                f"overrides '{overrides}' must name this {what}'s own {key} '{name}'",
+                "names",
+            )
+        )
+        return False
+    if earlier is None:
+        if overrides is not None:
+            issues.append(
+                Issue(
+                    "error",
+                    entry.doc.loc("overrides"),
+                    f"overrides '{name}', but no earlier rules folder defines it",
+                    "names",
+                )
+            )
+            return False
+        table[name] = entry
+        return True
+    if _same_content(earlier.doc.data, entry.doc.data):
+        return False
+    if overrides == name:
+        table[name] = entry
+        replaced.append(f"{what} '{name}' of {earlier.path} is replaced by {entry.path} (overrides: {name})")
+        return True
+    issues.append(
+        Issue(
+            "error",
+            entry.doc.loc(key),
+            f"{what} {key} '{name}' is already used by {earlier.path} (add `overrides: {name}` to replace it)",
+            "names",
+        )
+    )
+    return False
+
+
+def _same_content(first: object, second: object) -> bool:
+    """Equal rule documents, ignoring an `overrides` key."""
+    strip = (lambda d: {k: v for k, v in d.items() if k != "overrides"}) if isinstance(first, dict) else None
+    if strip and isinstance(second, dict):
+        return strip(first) == strip(second)
+    return first == second
+
+
 def _collect(dirs: Sequence[Path]) -> tuple[Ruleset | None, list[Issue]]:
     """Load every file of every folder, collecting all issues; None if settings are unusable."""
     issues: list[Issue] = []
@@ -94,43 +166,79 @@ def _collect(dirs: Sequence[Path]) -> tuple[Ruleset | None, list[Issue]]:
     settings = _settings(dirs, issues)
     if settings is None:
         return None, issues
-    detections: dict[str, Detection] = {}
-    causes: dict[str, Cause] = {}
+    detections: dict[str, _Entry] = {}
+    causes: dict[str, _Entry] = {}
+    replaced: list[str] = []
     for folder in dirs:
         for path in _files(folder, SIGMA_GLOBS):
             doc = _doc(path, issues)
             detection = sigma.detection_from_doc(doc, settings, issues) if doc else None
-            if detection and detection.name in detections:
-                issues.append(
-                    Issue(
-                        "error",
-                        doc.loc("name"),
-                        f"detection name '{detection.name}' is "
-                        f"already used by {detections[detection.name].path}",
-                        "names",
-                    )
-                )
-            elif detection:
-                detections[detection.name] = detection
+            if doc and detection:
+                entry = _Entry(detection, doc, detection.path)
+                _bind(detections, detection.name, entry, "detection", "name", issues, replaced)
         for path in _files(folder, CAUSE_GLOBS):
             doc = _doc(path, issues)
             if doc is None:
                 continue
             cause = cause_from_doc(doc, issues)
-            if cause.id in causes:
+            if cause.id:
+                _bind(causes, cause.id, _Entry(cause, doc, cause.path), "cause", "id", issues, replaced)
+    resolved = _resolve_correlations(detections, issues)
+    ruleset = Ruleset(
+        settings,
+        resolved,
+        {name: e.item for name, e in causes.items()},  # type: ignore[misc]
+        tuple(dirs),
+        tuple(replaced),
+    )
+    issues.extend(run_checks(ruleset))
+    return ruleset, issues
+
+
+def _resolve_correlations(entries: dict[str, _Entry], issues: list[Issue]) -> dict[str, Detection]:
+    """Detections by name, correlations last in dependency order, their references resolved from
+    `name` or `id` to names and their channels the union of what they correlate."""
+    plain = {name: e.item for name, e in entries.items() if e.item.kind == "rule"}  # type: ignore[union-attr]
+    by_id = {d.id: name for name, d in plain.items()}  # type: ignore[union-attr]
+    pending = {name: e for name, e in entries.items() if e.item.kind == "correlation"}  # type: ignore[union-attr]
+    by_id.update({e.item.id: name for name, e in pending.items() if e.item.id})  # type: ignore[union-attr]
+    done: dict[str, Detection] = dict(plain)  # type: ignore[arg-type]
+    while pending:
+        progressed = False
+        for name, entry in list(pending.items()):
+            item: Detection = entry.item  # type: ignore[assignment]
+            names = [ref if ref in entries else by_id.get(ref, ref) for ref in item.references]
+            unknown = [(i, ref) for i, ref in enumerate(names) if ref not in entries]
+            for index, ref in unknown:
+                where = entry.doc.loc("correlation", "rules", index)
                 issues.append(
                     Issue(
                         "error",
-                        doc.loc("id"),
-                        f"cause id '{cause.id}' is already used by {causes[cause.id].path}",
-                        "names",
+                        where,
+                        f"correlation rule '{ref}' is not a known rule name or id",
+                        "references",
                     )
                 )
-            elif cause.id:
-                causes[cause.id] = cause
-    ruleset = Ruleset(settings, detections, causes, tuple(dirs))
-    issues.extend(run_checks(ruleset))
-    return ruleset, issues
+            if unknown:
+                del pending[name]
+                continue
+            if all(ref in done for ref in names):
+                channels = tuple(dict.fromkeys(c for ref in names for c in done[ref].channels))
+                done[name] = replace(item, references=tuple(names), channels=channels)
+                del pending[name]
+                progressed = True
+        if not progressed and pending:
+            for name, entry in pending.items():
+                issues.append(
+                    Issue(
+                        "error",
+                        entry.doc.loc("correlation", "rules"),
+                        f"correlation '{name}' refers to itself through its rules",
+                        "references",
+                    )
+                )
+            break
+    return done
 
 
 def _dirs(dirs: Sequence[Path] | None) -> list[Path]:
@@ -161,11 +269,16 @@ def match(frame: pd.DataFrame, ruleset: Ruleset) -> dict[int, tuple[str, ...]]:
     view = sigma.FrameView(frame, ruleset.settings)
     index = frame.index.to_numpy()
     hits: dict[int, list[str]] = {}
-    for name, detection in ruleset.detections.items():
+    matched: dict[str, np.ndarray] = {}
+    for name, detection in ruleset.detections.items():  # correlations come after what they correlate
         try:
-            positions = sigma.evaluate(view, detection)
+            if detection.kind == "correlation":
+                positions = correlation.evaluate_correlation(view, detection, matched)
+            else:
+                positions = sigma.evaluate(view, detection)
         except (TypeError, ValueError, KeyError) as exc:
             raise RuleError(f"cannot evaluate detection '{name}': {exc}", Location(detection.path)) from exc
-        for label in index[np.asarray(positions, dtype=np.int64)].tolist():
+        matched[name] = np.asarray(positions, dtype=np.int64)
+        for label in index[matched[name]].tolist():
             hits.setdefault(int(label), []).append(name)
     return {label: tuple(names) for label, names in sorted(hits.items())}

@@ -129,6 +129,18 @@ def node_name_detections(ruleset: Ruleset) -> Iterator[Issue]:
             )
 
 
+def clock_detections(ruleset: Ruleset) -> Iterator[Issue]:
+    """Every detection a clock pairing names is loaded."""
+    clock = ruleset.settings.clock
+    named = [name for m in clock.get("moments", ()) for name in m["detections"]]
+    named += [name for lag in clock.get("lags", ()) for name in (lag["first"], lag["then"])]
+    for name in dict.fromkeys(named):
+        if name not in ruleset.detections:
+            yield Issue(
+                "error", Location("settings.yaml"), f"clock: unknown detection '{name}'", "references"
+            )
+
+
 CHECKS: dict[str, Callable[[Ruleset], Iterator[Issue]]] = {
     "references": unknown_detections,
     "evidence-keys": duplicate_evidence_keys,
@@ -137,6 +149,7 @@ CHECKS: dict[str, Callable[[Ruleset], Iterator[Issue]]] = {
     "language": japanese_is_japanese,
     "names": names_follow_files,
     "node-names": node_name_detections,
+    "clock": clock_detections,
 }
 
 

@@ -7,6 +7,7 @@ tables below are the schema: rules/README.md documents the same keys.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ SCOPES = ("same-host", "other-nodes", "all-nodes", "any-host")
 RELATIONS = ("before", "after", "around")
 EXPECTS = ("present", "absent")
 NODE_QUANTIFIERS = ("any", "every")
+CAUSE_SCOPES = ("host", "cluster")  # one finding per host, or one per incident for the whole cluster
+CAUSE_KINDS = ("cause", "benign")  # a problem to fix, or an expected, harmless explanation
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class Settings:
     node_names: tuple[tuple[str, str], ...] = ()  # (detection, field) naming a cluster node
     payload_names: tuple[str, ...] = ()  # named payload fields rules may use (CONFIRMED names only)
     episode_gap_s: float = 1800.0  # a host's anchors of one cause further apart are separate episodes
+    # logsource -> providers that write to it: a row that lost its channel passes only for these
+    logsource_providers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # clock-offset pairings (evtxcorr/correlate/clock.py): {"max_offset_s", "moments", "lags"}
+    clock: dict[str, Any] = field(default_factory=dict)
 
     def merged(self, other: dict[str, Any]) -> Settings:
         """These settings with the keys of a later settings file laid over them."""
@@ -69,6 +76,9 @@ class Detection:
     path: str
     channels: tuple[str, ...]
     rule: Any  # sigma.rule.SigmaRule
+    providers: tuple[str, ...] = ()  # lower-case providers of the logsource (rows without a channel)
+    kind: str = "rule"  # 'rule' (a Sigma detection) or 'correlation' (a Sigma correlation rule)
+    references: tuple[str, ...] = ()  # correlation: the detection names it correlates, in order
     titles: dict[str, str] = field(default_factory=dict)  # by language, from title / title_<lang>
 
 
@@ -106,6 +116,8 @@ class Cause:
     verify: tuple[str, ...]
     references: tuple[str, ...]
     fallback: bool = False  # reported only when no other cause explains the host's anchors
+    scope: str = "host"  # CAUSE_SCOPES
+    kind: str = "cause"  # CAUSE_KINDS
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fires / quiet: scenario ids
     doc: Doc | None = field(default=None, compare=False, repr=False)
 
@@ -119,6 +131,8 @@ class Cause:
             evidence={spec.key: dict(spec.description) for spec in self.evidence},
             verify=self.verify,
             references=self.references,
+            scope=self.scope,
+            kind=self.kind,
         )
 
 
@@ -130,6 +144,7 @@ class Ruleset:
     detections: dict[str, Detection]
     causes: dict[str, Cause]
     dirs: tuple[Path, ...] = ()
+    replaced: tuple[str, ...] = ()  # "cause 'x' of <built-in path> is replaced by <path>": overrides
 
     def cause_texts(self) -> dict[str, model.CauseText]:
         return {cause_id: cause.text() for cause_id, cause in self.causes.items()}
@@ -220,7 +235,13 @@ SETTINGS_KEYS = {
     "diagnose": False,
     "node_names": False,
     "payload_names": False,
+    "logsource_providers": False,
+    "clock": False,
 }
+CLOCK_KEYS = {"max_offset_s": False, "moments": False, "lags": False}
+MOMENT_KEYS = {"name": True, "detections": True, "key": True, "spread_s": True}
+LAG_KEYS = {"name": True, "first": True, "then": True, "node_field": True, "lag_s": True}
+PARAM_FIELD = re.compile(r"param[1-9][0-9]*\Z")
 CORRELATE_KEYS = {"gap_s": False, "lookback_s": False, "lookahead_s": False, "skew_s": False}
 DIAGNOSE_KEYS = {"threshold": False, "coverage_slack_s": False, "episode_gap_s": False}
 DAY_S = 86400.0
@@ -243,6 +264,16 @@ def settings_overrides(doc: Doc, issues: list[Issue]) -> dict[str, Any]:
             for key, value in values.items():
                 limit = 1.0 if key == "threshold" else hi
                 out[key] = read.number(value, 0, limit, section, key)
+    if "logsource_providers" in top:
+        value = top["logsource_providers"] or {}
+        sources = read.mapping(
+            value, {k: False for k in value} if isinstance(value, dict) else {}, "logsource_providers"
+        )
+        out["logsource_providers"] = {
+            name: read.strings(items, "logsource_providers", name) for name, items in sources.items()
+        }
+    if "clock" in top:
+        out["clock"] = _clock_settings(read, top["clock"])
     if "payload_names" in top:
         out["payload_names"] = read.strings(top["payload_names"], "payload_names")
     if "node_names" in top:
@@ -260,6 +291,51 @@ def settings_overrides(doc: Doc, issues: list[Issue]) -> dict[str, Any]:
     return out
 
 
+def _clock_settings(read: _Reader, value: Any) -> dict[str, Any]:
+    top = read.mapping(value, CLOCK_KEYS, "clock")
+    out: dict[str, Any] = {
+        "max_offset_s": read.number(top.get("max_offset_s"), 1, DAY_S, "clock", "max_offset_s", default=900)
+    }
+    moments, lags = [], []
+    for index, item in enumerate(top.get("moments") or []):
+        at = ("clock", "moments", index)
+        entry = read.mapping(item, MOMENT_KEYS, *at)
+        moments.append(
+            {
+                "name": read.string(entry.get("name"), *at, "name"),
+                "detections": read.strings(entry.get("detections"), *at, "detections"),
+                "key": _param_field(read, entry.get("key"), *at, "key"),
+                "spread_s": read.number(entry.get("spread_s"), 0, 3600, *at, "spread_s"),
+            }
+        )
+    for index, item in enumerate(top.get("lags") or []):
+        at = ("clock", "lags", index)
+        entry = read.mapping(item, LAG_KEYS, *at)
+        span = entry.get("lag_s")
+        if not (isinstance(span, list) and len(span) == 2):
+            read.error("must be [lowest, highest] seconds", *at, "lag_s")
+            span = [0, 0]
+        low, high = (read.number(v, -3600, 3600, *at, "lag_s") for v in span)
+        lags.append(
+            {
+                "name": read.string(entry.get("name"), *at, "name"),
+                "first": read.string(entry.get("first"), *at, "first"),
+                "then": read.string(entry.get("then"), *at, "then"),
+                "node_field": _param_field(read, entry.get("node_field"), *at, "node_field"),
+                "lag_s": (min(low, high), max(low, high)),
+            }
+        )
+    out["moments"], out["lags"] = tuple(moments), tuple(lags)
+    return out
+
+
+def _param_field(read: _Reader, value: Any, *keypath: str | int) -> str:
+    text = read.string(value, *keypath)
+    if text and not PARAM_FIELD.match(text):
+        read.error("must be a payload position paramN (payload names are not CONFIRMED)", *keypath)
+    return text
+
+
 CAUSE_KEYS = {
     "id": True,
     "title": True,
@@ -274,6 +350,9 @@ CAUSE_KEYS = {
     "references": False,
     "fallback": False,
     "examples": False,
+    "scope": False,
+    "kind": False,
+    "overrides": False,
 }
 EVIDENCE_KEYS = {
     "key": True,
@@ -311,6 +390,8 @@ def cause_from_doc(doc: Doc, issues: list[Issue]) -> Cause:
     read = _Reader(doc, issues)
     top = read.mapping(doc.data, CAUSE_KEYS)
     confidence = read.mapping(top.get("confidence", {}), {"prior": True}, "confidence")
+    if "overrides" in top:
+        read.string(top["overrides"], "overrides")
     evidence = top.get("evidence")
     if not isinstance(evidence, list) or not evidence:
         read.error("evidence must be a non-empty list", "evidence")
@@ -333,6 +414,8 @@ def cause_from_doc(doc: Doc, issues: list[Issue]) -> Cause:
         verify=read.strings(top.get("verify"), "verify"),
         references=read.strings(top.get("references"), "references"),
         fallback=fallback is True,
+        scope=read.choice(top.get("scope"), CAUSE_SCOPES, "scope", default="host"),
+        kind=read.choice(top.get("kind"), CAUSE_KINDS, "kind", default="cause"),
         examples={kind: read.strings(ids, "examples", kind) for kind, ids in examples.items()},
         doc=doc,
     )

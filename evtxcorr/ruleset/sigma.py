@@ -1,6 +1,6 @@
 """Sigma detections: parse with pySigma, then evaluate them ourselves over the event table.
 
-The only module that imports pySigma. A rule's postprocessed condition tree (AND/OR/NOT over
+With correlation.py, the only modules that import pySigma. A rule's postprocessed condition tree (AND/OR/NOT over
 field = value leaves, with `1 of x*` / `all of them` already expanded by pySigma) becomes boolean
 numpy masks. AND narrows the rows its later children look at, cheapest child (EventID) first, so a
 string test only ever runs on the few rows with the right event id. Values compare as Sigma says:
@@ -25,10 +25,12 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaNull, SigmaNumber, SigmaRegularExpression, SigmaString, SpecialChars
 
 from evtxcorr.errors import Location
+from evtxcorr.ruleset import correlation
 from evtxcorr.ruleset.model import Detection, Issue, Settings
 from evtxcorr.ruleset.yamlload import Doc
 
-SUPPORTED_MODIFIERS = frozenset({"contains", "startswith", "endswith", "re", "all"})
+# `i`, `m`, `s`: the regular-expression flags (ignore case, multi-line, dot matches newline).
+SUPPORTED_MODIFIERS = frozenset({"contains", "startswith", "endswith", "re", "i", "m", "s", "all"})
 SUPPORTED_VALUES = (SigmaString, SigmaNumber, SigmaRegularExpression, SigmaNull)
 MULTI_VALUED = frozenset({"data", "codes"})  # tuple columns: a value matches if any element does
 NUMERIC = frozenset({"event_id", "level", "record_id", "qualifiers", "task", "opcode", "version"})
@@ -93,19 +95,20 @@ def _item_issues(doc: Doc, rule: SigmaRule, settings: Settings, check: str) -> l
     issues: list[Issue] = []
     for name, detection in rule.detection.detections.items():
         for item in _detection_items(detection):
-            ids = [_modifier_id(m) for m in item.modifiers]
-            for mod in ids:
-                if mod not in SUPPORTED_MODIFIERS:
-                    where = _find_key(doc, lambda key, mod=mod: f"|{mod}" in key)
-                    supported = ", ".join(sorted(SUPPORTED_MODIFIERS))
-                    issues.append(
-                        Issue(
-                            "error",
-                            where,
-                            f"modifier '{mod}' is not supported by evtxcorr (supported: {supported})",
-                            check,
-                        )
+            for modifier in item.modifiers:
+                if _is_supported(modifier):
+                    continue
+                mod = _modifier_id(modifier)
+                where = _find_key(doc, lambda key, mod=mod: f"|{mod}" in key)
+                supported = ", ".join(sorted(SUPPORTED_MODIFIERS))
+                issues.append(
+                    Issue(
+                        "error",
+                        where,
+                        f"modifier '{mod}' is not supported by evtxcorr (supported: {supported})",
+                        check,
                     )
+                )
             for value in item.value:
                 if not isinstance(value, SUPPORTED_VALUES):
                     where = _find_key(doc, lambda key, f=item.field: key.split("|")[0] == f)
@@ -125,14 +128,20 @@ def _item_issues(doc: Doc, rule: SigmaRule, settings: Settings, check: str) -> l
                 where = _find_key(doc, lambda key, f=item.field: key.split("|")[0] == f)
                 issues.append(
                     Issue(
-                        "warning",
+                        "error",
                         where,
-                        f"unknown field '{item.field}': not in settings "
-                        "fields or payload_names, and not paramN",
+                        f"unknown field '{item.field}': not in settings fields or payload_names, and "
+                        "not paramN (a misspelt field would match nothing, or everything under `not`)",
                         check,
                     )
                 )
     return issues
+
+
+def _is_supported(modifier: type) -> bool:
+    from sigma.modifiers import modifier_mapping
+
+    return any(modifier_mapping.get(name) is modifier for name in SUPPORTED_MODIFIERS)
 
 
 def _modifier_id(modifier: type) -> str:
@@ -141,9 +150,13 @@ def _modifier_id(modifier: type) -> str:
     return reverse_modifier_mapping.get(modifier.__name__, modifier.__name__)
 
 
+def _logsource_key(rule: SigmaRule) -> str:
+    return f"{rule.logsource.product}/{rule.logsource.service}"
+
+
 def _channels(doc: Doc, rule: SigmaRule, settings: Settings, issues: list[Issue]) -> tuple[str, ...]:
     source = rule.logsource
-    key = f"{source.product}/{source.service}"
+    key = _logsource_key(rule)
     if source.category or key not in settings.logsources:
         known = ", ".join(sorted(settings.logsources))
         issues.append(
@@ -164,11 +177,8 @@ def detection_from_doc(doc: Doc, settings: Settings, issues: list[Issue]) -> Det
     if not isinstance(doc.data, dict):
         issues.append(Issue("error", doc.loc(), "a Sigma rule must be a mapping", "sigma"))
         return None
-    if doc.data.get("correlation") is not None:
-        issues.append(
-            Issue("error", doc.loc("correlation"), "Sigma correlation rules are not supported yet", "sigma")
-        )
-        return None
+    if correlation.is_correlation(doc):
+        return correlation.correlation_from_doc(doc, settings, issues, lambda f: _known_field(f, settings))
     rule = SigmaRule.from_dict(doc.data, collect_errors=True)
     found = [_error_issue(doc, error) for error in rule.errors]
     if not found:
@@ -203,20 +213,13 @@ def detection_from_doc(doc: Doc, settings: Settings, issues: list[Issue]) -> Det
     return Detection(
         name=str(rule.name),
         id=str(rule.id),
-        title=str(rule.title),
-        titles={
-            "en": str(rule.title),
-            **{
-                key.removeprefix("title_"): str(value)
-                for key, value in (rule.custom_attributes or {}).items()
-                if key.startswith("title_")
-            },
-        },
-        description=str(rule.description or ""),
-        level=str(rule.level.name.lower() if rule.level else ""),
+        **correlation.common_fields(rule),
         path=doc.path,
         channels=channels,
         rule=rule,
+        providers=tuple(
+            p.lower() for p in settings.logsource_providers.get(_logsource_key(rule), ()) if channels
+        ),
     )
 
 
@@ -308,6 +311,8 @@ def _value_test(values: pd.Series, value: Any, numeric: bool) -> np.ndarray:
         value = SigmaString(str(value.number))
     if numeric and not isinstance(value, SigmaNull):
         values = values.map(lambda v: None if pd.isna(v) else str(v))
+    if not isinstance(value, SigmaNull):  # an empty value is absent: only `null` matches it
+        values = values.astype(object).where(values.astype(object) != "", None)
     if isinstance(value, SigmaString):
         return _string_test(values, value)
     if isinstance(value, SigmaRegularExpression):
@@ -325,10 +330,9 @@ def _leaf(view: FrameView, node: ConditionFieldEqualsValueExpression, pos: np.nd
     hits = _value_test(values, node.value, numeric) if len(values) else np.zeros(0, dtype=bool)
     if owners is None:
         return hits
-    found = np.isin(pos, owners[hits])
-    if isinstance(node.value, SigmaNull):  # no element at all also counts as null
-        found |= ~np.isin(pos, owners)
-    return found
+    if isinstance(node.value, SigmaNull):  # null: the row has no non-empty value for the field
+        return ~np.isin(pos, owners[~hits])
+    return np.isin(pos, owners[hits])
 
 
 def _cost(node: Any, view: FrameView) -> int:
@@ -372,5 +376,10 @@ def evaluate(view: FrameView, detection: Detection, candidates: np.ndarray | Non
     pos = pos[evaluate_node(view, tree, pos)] if len(pos) else pos
     if detection.channels and len(pos):  # after the tree: the event id has already narrowed the rows
         channel = pd.Series(view.array("channel")[pos], dtype=object).fillna("")
-        pos = pos[channel.isin([*detection.channels, ""]).to_numpy(dtype=bool)]
+        keep = channel.isin(detection.channels)
+        lost = channel == ""  # an export that lost the channel: the provider must belong to the logsource
+        if lost.any():
+            provider = pd.Series(view.array("provider")[pos], dtype=object).fillna("").str.lower()
+            keep |= lost & provider.isin(detection.providers)
+        pos = pos[keep.to_numpy(dtype=bool)]
     return pos
