@@ -1,0 +1,431 @@
+"""evtxcorr batch: cases, per-case reports, summaries, resume, isolation of failing cases, interruption.
+
+The scenario archive is forged once per session (small noise scale): each forge scenario is one case,
+some of them zipped, and each case must get exactly its own causes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evtxcorr.batch import BatchOptions, run_batch
+from evtxcorr.batch.cases import plan_cases
+from evtxcorr.batch.child import RESULT_FILE, run, summary_finding
+from evtxcorr.batch.state import ROW_KEYS, STATE_FILE
+from evtxcorr.batch.summary import csv_cell
+from evtxcorr.cli import cli
+from evtxcorr.errors import InputError
+from evtxcorr.forge import forge_bundle, list_scenarios, truth
+
+SCALE = 0.2  # background noise: enough to bury the incidents, small enough to keep the tests fast
+ZIPPED = {"shared-nic-sole-dc-path", "dc-unreachable-cluster-wide", "noise-only", "secure-channel-broken"}
+REPORTS = ("evtxcorr-report.html", "evtxcorr-report.json", "evtxcorr-report.md")
+HOSTILE = '<img src=x onerror=alert(1)>=HYPERLINK("x")'
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def summary(outdir: Path) -> dict:
+    return json.loads((outdir / "summary.json").read_text(encoding="utf-8"))
+
+
+def by_case(outdir: Path) -> dict[str, dict]:
+    return {row["case"]: row for row in summary(outdir)["cases"]}
+
+
+def short(host: str) -> str:
+    return host.split(".")[0].lower()
+
+
+@pytest.fixture(scope="session")
+def scenario_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every forge scenario as one case of an archive folder, some as .zip, some as folders."""
+    root = tmp_path_factory.mktemp("archive")
+    for scenario_id in list_scenarios():
+        forge_bundle(scenario_id, root, scale=SCALE, zip=scenario_id in ZIPPED)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small bundles to copy into per-test archives: one folder, one zip."""
+    root = tmp_path_factory.mktemp("small")
+    forge_bundle("kerberos-delegation-missing", root, scale=SCALE, zip=True)
+    forge_bundle("secure-channel-broken", root, scale=SCALE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scenario_batch(scenario_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    outdir = tmp_path_factory.mktemp("sweep") / "out"
+    result = invoke("batch", scenario_archive, "-o", outdir, "--workers", "2")
+    return outdir, result
+
+
+def _pair(small_bundles: Path, dest: Path) -> Path:
+    archive = dest / "archive"
+    archive.mkdir()
+    shutil.copy2(small_bundles / "kerberos-delegation-missing.zip", archive)
+    shutil.copytree(small_bundles / "secure-channel-broken", archive / "secure-channel-broken")
+    return archive
+
+
+# --- the scenario batch -------------------------------------------------------------------------------
+
+
+def test_each_scenario_case_gets_exactly_its_own_causes(scenario_batch: tuple[Path, object]) -> None:
+    outdir, result = scenario_batch
+    assert result.exit_code == 0, result.output
+    cases = by_case(outdir)
+    assert set(cases) == set(list_scenarios())
+    for scenario_id, row in cases.items():
+        assert row["status"] == "ok", row
+        expected = [t for t in truth(scenario_id) if t["cause"] != "none"]
+        assert {f["cause"] for f in row["findings"]} == {t["cause"] for t in expected}, scenario_id
+        for want in expected:
+            hosts = {short(f["host"]) for f in row["findings"] if f["cause"] == want["cause"]}
+            assert short(want["host"]) in hosts, (scenario_id, want["host"], hosts)
+        zipped = scenario_id in ZIPPED
+        assert row["path"].endswith(f"{scenario_id}.zip" if zipped else scenario_id)
+        assert row["records"] > 0 and row["seconds"] > 0 and row["worker"] is None
+
+
+def test_each_case_has_the_reports_analyze_writes(scenario_batch: tuple[Path, object]) -> None:
+    outdir, _ = scenario_batch
+    for row in summary(outdir)["cases"]:
+        folder = outdir / row["case"]
+        assert sorted(p.name for p in folder.glob("evtxcorr-report.*")) == list(REPORTS)
+        report = json.loads((folder / "evtxcorr-report.json").read_text(encoding="utf-8"))
+        found = [(f["cause"], f["host"], f["incident"], f["confidence"]) for f in report["findings"]]
+        assert found == [(f["cause"], f["host"], f["incident"], f["confidence"]) for f in row["findings"]]
+        assert all(e["path"].startswith(row["path"]) for e in report["inputs"])  # its own inputs only
+
+
+def test_summary_json_shape_and_totals(scenario_batch: tuple[Path, object]) -> None:
+    outdir, _ = scenario_batch
+    doc = summary(outdir)
+    assert doc["tool"] == "evtxcorr" and doc["generated"].endswith("Z")
+    for row in doc["cases"]:
+        assert tuple(row) == ROW_KEYS
+        assert all(tuple(f) == ("cause", "host", "incident", "confidence") for f in row["findings"])
+    totals = doc["totals"]
+    assert totals["cases"] == len(doc["cases"]) == totals["ok"]
+    assert totals["failed"] == totals["skipped"] == 0
+    assert totals["findings"] == sum(len(r["findings"]) for r in doc["cases"])
+    assert totals["records"] == sum(r["records"] for r in doc["cases"])
+
+
+def test_summary_csv_has_a_row_per_case_and_finding(scenario_batch: tuple[Path, object]) -> None:
+    outdir, _ = scenario_batch
+    with (outdir / "summary.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = sum(max(1, len(r["findings"])) for r in summary(outdir)["cases"])
+    assert len(rows) == expected
+    twice = [r for r in rows if r["case"] == "shared-nic-twice"]
+    assert [(r["cause"], r["incident"]) for r in twice] == [
+        ("shared-nic-sole-dc-path", "I1"),
+        ("shared-nic-sole-dc-path", "I2"),
+    ]
+    assert twice[0]["report"] == "shared-nic-twice/evtxcorr-report.html"
+    quiet = next(r for r in rows if r["case"] == "noise-only")
+    assert quiet["status"] == "ok" and quiet["cause"] == ""
+
+
+def test_summary_html_is_offline_and_links_every_case(scenario_batch: tuple[Path, object]) -> None:
+    outdir, _ = scenario_batch
+    page = (outdir / "summary.html").read_text(encoding="utf-8")
+    assert "default-src 'none'" in page and "<script" not in page
+    for case in by_case(outdir):
+        assert f'href="{case}/evtxcorr-report.html"' in page
+        assert (outdir / case / "evtxcorr-report.html").is_file()
+    assert "Kerberos" in page  # cause titles, not only ids
+
+
+def test_rerun_of_the_whole_batch_does_nothing(
+    scenario_batch: tuple[Path, object], scenario_archive: Path, tmp_path: Path
+) -> None:
+    outdir, _ = scenario_batch
+    copy = tmp_path / "copy"
+    shutil.copytree(outdir, copy)
+    before = {p: p.stat().st_mtime_ns for p in copy.rglob("evtxcorr-report.*")}
+    result = run_batch([scenario_archive], copy)
+    assert result.ran == 0 and result.reused == len(list_scenarios())
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("evtxcorr-report.*")} == before
+    assert [r["findings"] for r in summary(copy)["cases"]] == [
+        r["findings"] for r in summary(outdir)["cases"]
+    ]
+
+
+# --- resume -----------------------------------------------------------------------------------------
+
+
+def test_rerun_redoes_only_what_changed_and_force_redoes_all(small_bundles: Path, tmp_path: Path) -> None:
+    archive = _pair(small_bundles, tmp_path)
+    outdir = tmp_path / "out"
+    first = run_batch([archive], outdir, BatchOptions(workers=2))
+    assert (first.ran, first.reused) == (2, 0)
+    assert {r["status"] for r in first.rows} == {"ok"}
+
+    again = run_batch([archive], outdir)
+    assert (again.ran, again.reused) == (0, 2)
+
+    changed = archive / "secure-channel-broken" / "HV01" / "System.evtx"
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 1_000_000_000))
+    touched = run_batch([archive], outdir)
+    assert (touched.ran, touched.reused) == (1, 1)
+
+    (outdir / "kerberos-delegation-missing" / "evtxcorr-report.html").unlink()
+    repaired = run_batch([archive], outdir)
+    assert (repaired.ran, repaired.reused) == (1, 1)
+    assert (outdir / "kerberos-delegation-missing" / "evtxcorr-report.html").is_file()
+
+    fewer = run_batch([archive], outdir, BatchOptions(formats=("json",)))
+    assert fewer.ran == 0  # the reports asked for are there
+    japanese = run_batch([archive], outdir, BatchOptions(lang="ja", formats=("md",)))
+    assert japanese.ran == 2  # other settings: other reports
+    assert "\u539f\u56e0" in (outdir / "kerberos-delegation-missing" / "evtxcorr-report.md").read_text(
+        "utf-8"
+    )
+
+    forced = invoke("batch", archive, "-o", outdir, "--force", "--lang", "ja", "-f", "md")
+    assert forced.exit_code == 0, forced.output
+    assert "2 run now, 0 unchanged" in forced.output
+    assert [r["findings"] for r in summary(outdir)["cases"]] == [r["findings"] for r in first.rows]
+
+
+# --- failures, time limits, hostile names ----------------------------------------------------------------
+
+
+def _slow_zip(small_bundles: Path, target: Path, copies: int = 40) -> Path:
+    """A case that takes many seconds: the same logs many times over (stored, so extraction is quick)."""
+    logs = sorted((small_bundles / "secure-channel-broken").rglob("*.evtx"))
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for number in range(copies):
+            for log in logs:
+                archive.write(log, f"copy{number:02d}/{log.relative_to(small_bundles).as_posix()}")
+    return target
+
+
+def _live_case_processes() -> list[int]:
+    """Processes forked by this test process's multiprocessing fork server that are still running."""
+    servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _read(f"/proc/{pid}/cmdline")]
+    return [pid for server in servers for pid in _children(server) if _state(pid) not in ("Z", "X", "")]
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _read(f"/proc/{entry.name}/stat").decode(errors="replace")
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 1 and fields[1] == str(parent):
+                found.append(int(entry.name))
+    return found
+
+
+def _state(pid: int) -> str:
+    fields = _read(f"/proc/{pid}/stat").decode(errors="replace").rsplit(")", 1)[-1].split()
+    return fields[0] if fields else ""
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find leftover processes")
+def test_failing_cases_do_not_stop_the_others(small_bundles: Path, tmp_path: Path) -> None:
+    archive = _pair(small_bundles, tmp_path)
+    shutil.copytree(small_bundles / "secure-channel-broken", archive / HOSTILE)
+    (archive / "corrupt.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    (archive / "notes").mkdir()
+    (archive / "notes" / "readme.txt").write_text("collected by the customer\n", encoding="utf-8")
+    _slow_zip(small_bundles, archive / "zz-slow.zip", copies=150)
+    work = tmp_path / "work"
+    work.mkdir()
+    outdir = tmp_path / "out"
+
+    result = invoke("batch", archive, "-o", outdir, "--case-timeout", "2", "--work-dir", work, "-w", "2")
+
+    assert result.exit_code == 1, result.output
+    rows = by_case(outdir)
+    assert rows["corrupt"]["status"] == "failed"
+    assert "archive cannot be read" in rows["corrupt"]["reason"]
+    assert rows["zz-slow"]["status"] == "failed" and "time limit of 2 s" in rows["zz-slow"]["reason"]
+    assert rows["notes"]["status"] == "skipped" and "readme.txt" in rows["notes"]["reason"]
+    assert rows["kerberos-delegation-missing"]["status"] == "ok"
+    assert rows[HOSTILE]["status"] == "ok" and rows[HOSTILE]["findings"]
+    assert "failed: corrupt: the archive cannot be read" in result.output
+    for failed in ("corrupt", "zz-slow"):
+        assert not list((outdir / failed).glob("evtxcorr-report.*"))  # no report, not even a partial one
+    assert list(work.iterdir()) == []  # the stopped case's extracted members are gone
+    assert _live_case_processes() == []  # and so is its process
+
+
+def test_hostile_case_names_are_escaped_and_neutralised(small_bundles: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copytree(small_bundles / "secure-channel-broken", archive / HOSTILE)
+    (archive / "-cmd|calc").mkdir()  # a case without a log, whose name a spreadsheet would run
+    outdir = tmp_path / "out"
+    result = invoke("batch", archive, "-o", outdir, "-q")
+    assert result.exit_code == 0, result.output
+    page = (outdir / "summary.html").read_text(encoding="utf-8")
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert (
+        'href="%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E%3DHYPERLINK%28%22x%22%29/evtxcorr-report.html"'
+        in page
+    )
+    with (outdir / "summary.csv").open(encoding="utf-8-sig", newline="") as handle:
+        cells = [row["case"] for row in csv.DictReader(handle)]
+    assert sorted(cells) == sorted(["'-cmd|calc", HOSTILE])
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [("=1+2", "'=1+2"), ("+A1", "'+A1"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
+     ("\rx", "'\rx"), ("HV01", "HV01"), ("a=b", "a=b"), (None, ""), (0.95, "0.95")],
+)  # fmt: skip
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(cell: object, expected: str) -> None:
+    assert csv_cell(cell) == expected
+
+
+# --- interruption -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_batch_stops_writes_its_summary_and_resumes(
+    small_bundles: Path, tmp_path: Path, signum: int, code: int
+) -> None:
+    archive = _pair(small_bundles, tmp_path)
+    _slow_zip(small_bundles, archive / "zz-slow.zip", copies=150)
+    work = tmp_path / "work"
+    work.mkdir()
+    outdir = tmp_path / "out"
+    command = [sys.executable, "-m", "evtxcorr", "batch", str(archive), "-o", str(outdir), "-w", "1",
+               "--work-dir", str(work), "-q"]  # fmt: skip
+    batch = subprocess.Popen(command, stderr=subprocess.PIPE)
+    first_done = outdir / "kerberos-delegation-missing" / STATE_FILE
+    deadline = time.monotonic() + 120
+    while not first_done.exists() and batch.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    batch.send_signal(signum)
+    _, stderr = batch.communicate(timeout=60)
+
+    assert batch.returncode == code, stderr
+    assert b"interrupted" in stderr
+    rows = by_case(outdir)
+    assert rows["kerberos-delegation-missing"]["status"] == "ok"
+    assert rows["zz-slow"]["status"] == "failed" and "interrupted" in rows["zz-slow"]["reason"]
+    assert not list((outdir / "zz-slow").glob("evtxcorr-report.*"))
+    assert list(work.iterdir()) == []
+    done = sum(row["status"] == "ok" for row in rows.values())
+
+    resumed = run_batch([archive], outdir, BatchOptions(case_timeout=1))
+    assert resumed.reused == done and resumed.ran == 3 - done
+    assert by_case(outdir)["zz-slow"]["reason"].startswith("time limit")
+
+
+# --- planning cases --------------------------------------------------------------------------------------
+
+
+def test_case_plan_names_and_collisions(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    for folder in ("A", "b", "summary.json", "archive"):
+        (archive / folder).mkdir(parents=True)
+    for name in ("A.zip", "B.ZIP", "packed.dat"):
+        with zipfile.ZipFile(archive / name, "w") as packed:
+            packed.writestr("x.txt", "x")
+    (archive / "fake.zip").write_text("not an archive", encoding="utf-8")
+    (archive / "index.txt").write_text("loose", encoding="utf-8")
+    (archive / "dangling").symlink_to(tmp_path / "nowhere")
+    outdir = archive / "out"
+    outdir.mkdir()
+
+    cases = plan_cases([archive], exclude=[outdir])
+
+    names = {case.name: case for case in cases}
+    assert list(names) == [
+        "A", "A.zip", "B", "archive", "b~2", "dangling", "packed.dat", "summary.json~2", "archive~2"
+    ]  # fmt: skip
+    assert names["A"].paths == (archive / "A",) and names["A.zip"].archive == archive / "A.zip"
+    assert names["B"].archive == archive / "B.ZIP"
+    assert names["b~2"].paths == (archive / "b",)  # 'b' and 'B' are one folder on Windows and macOS
+    assert names["packed.dat"].archive is not None  # an archive by content, not by name
+    assert names["archive~2"].paths == (archive / "fake.zip", archive / "index.txt")  # the loose files
+    assert names["dangling"].skip_reason and not names["dangling"].paths
+    assert len({name.casefold() for name in names}) == len(names)
+
+
+def test_output_inside_a_case_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "archive" / "case1").mkdir(parents=True)
+    with pytest.raises(InputError, match="inside the input"):
+        plan_cases([tmp_path / "archive"], exclude=[tmp_path / "archive" / "case1" / "out"])
+    with pytest.raises(InputError, match="no such file"):
+        plan_cases([tmp_path / "missing"])
+
+
+def test_loose_file_and_archive_arguments(small_bundles: Path, tmp_path: Path) -> None:
+    logs = sorted((small_bundles / "secure-channel-broken" / "HV01").glob("*.evtx"))
+    zipped = small_bundles / "kerberos-delegation-missing.zip"
+    cases = plan_cases([zipped, *logs])
+    assert [(c.name, c.paths) for c in cases] == [
+        ("kerberos-delegation-missing", (zipped,)),
+        ("HV01", tuple(logs)),
+    ]
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Error: no case found" in result.output
+    result = CliRunner().invoke(cli, ["batch", str(tmp_path), "-o", str(tmp_path / "o"), "-w", "2",
+                                      "--scheduler", "tcp://127.0.0.1:1"])  # fmt: skip
+    assert result.exit_code == 2 and "--workers" in result.output
+    help_text = CliRunner().invoke(cli, ["batch", "--help"]).output
+    assert "evtxcorr batch " in help_text and "--scheduler" in help_text
+
+
+# --- the case process --------------------------------------------------------------------------------------
+
+
+def test_a_bug_in_a_case_becomes_a_failed_result(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("evtxcorr.batch.child.analyze", broken)
+    (tmp_path / "job.json").write_text(json.dumps({"paths": [str(tmp_path)], "formats": ["json"]}))
+    run(tmp_path)
+    result = json.loads((tmp_path / RESULT_FILE).read_text(encoding="utf-8"))
+    assert result["status"] == "failed"
+    assert result["reason"] == "internal error: ZeroDivisionError: division by zero"
+    assert "Traceback" in result["detail"]
+
+
+def test_cluster_scoped_findings_list_their_hosts() -> None:
+    one = {"cause": "c", "host": "HV01.contoso.local", "incident": "I1", "confidence": 0.9, "title": "t"}
+    assert summary_finding(one) == {
+        "cause": "c",
+        "host": "HV01.contoso.local",
+        "incident": "I1",
+        "confidence": 0.9,
+    }
+    cluster = {"cause": "c", "host": None, "hosts": ["HV01", "HV02"], "incident": "I1", "confidence": 0.9}
+    assert summary_finding(cluster)["host"] == "HV01, HV02"
