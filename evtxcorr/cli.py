@@ -231,6 +231,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
     "--output",
     "outdir",
     required=True,
+    metavar="OUTDIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for OUTDIR/<case>/evtxcorr-report.* and OUTDIR/summary.html/.json/.csv.",
 )
@@ -322,6 +323,7 @@ def batch(
     case failed (corrupt archive, time limit, error); the summary is written either way. Ctrl-C
     stops every case at once (exit code 130; 143 on SIGTERM) and writes the summary of what is done.
     """
+    import contextlib
     import signal
 
     from evtxcorr.batch import BatchOptions, run_batch
@@ -344,7 +346,7 @@ def batch(
     )
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        with CaseBar(enabled=not quiet) as bar:
+        with contextlib.closing(CaseBar(enabled=not quiet)) as bar:
             result = run_batch(list(paths), outdir, options, progress=bar)
     except (KeyboardInterrupt, _Terminated) as stop:
         click.echo(

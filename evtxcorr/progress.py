@@ -98,11 +98,6 @@ class CaseBar:
         c = self._counts
         self._bar.set_postfix_str(f"done {c['ok']}, failed {c['failed']}, skipped {c['skipped']}, {rate}")
 
-    def __enter__(self) -> CaseBar:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
-    ) -> None:
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

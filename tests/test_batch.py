@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from evtxcorr.batch import BatchOptions, run_batch
 from evtxcorr.batch.cases import plan_cases
 from evtxcorr.batch.child import RESULT_FILE, run, summary_finding
+from evtxcorr.batch.runner import Children, run_case
 from evtxcorr.batch.state import ROW_KEYS, STATE_FILE
 from evtxcorr.batch.summary import csv_cell
 from evtxcorr.cli import cli
@@ -309,9 +311,11 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(cell: object, expecte
 # --- interruption -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code", "resume"), [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)]
+)
 def test_interrupted_batch_stops_writes_its_summary_and_resumes(
-    small_bundles: Path, tmp_path: Path, signum: int, code: int
+    small_bundles: Path, tmp_path: Path, signum: int, code: int, resume: bool
 ) -> None:
     archive = _pair(small_bundles, tmp_path)
     _slow_zip(small_bundles, archive / "zz-slow.zip", copies=150)
@@ -337,7 +341,8 @@ def test_interrupted_batch_stops_writes_its_summary_and_resumes(
     assert not list((outdir / "zz-slow").glob("evtxcorr-report.*"))
     assert list(work.iterdir()) == []
     done = sum(row["status"] == "ok" for row in rows.values())
-
+    if not resume:
+        return
     resumed = run_batch([archive], outdir, BatchOptions(case_timeout=1))
     assert resumed.reused == done and resumed.ran == 3 - done
     assert by_case(outdir)["zz-slow"]["reason"].startswith("time limit")
@@ -429,3 +434,42 @@ def test_cluster_scoped_findings_list_their_hosts() -> None:
     }
     cluster = {"cause": "c", "host": None, "hosts": ["HV01", "HV02"], "incident": "I1", "confidence": 0.9}
     assert summary_finding(cluster)["host"] == "HV01, HV02"
+
+
+def _slow_job(small_bundles: Path, tmp_path: Path) -> dict:
+    slow = _slow_zip(small_bundles, tmp_path / "slow.zip", copies=150)
+    return {"case": "slow", "paths": [str(slow)], "archive": str(slow), "formats": ["json"]}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find the case process")
+def test_a_case_whose_process_dies_fails_alone(small_bundles: Path, tmp_path: Path) -> None:
+    """A crash of the case's process (a native fault, the OOM killer) is that case's failure."""
+    work = tmp_path / "work"
+    work.mkdir()
+    job = _slow_job(small_bundles, tmp_path)
+    results: list[dict] = []
+    runner = threading.Thread(target=lambda: results.append(run_case(job, work_root=work)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not _live_case_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in _live_case_processes():
+        os.kill(pid, signal.SIGKILL)
+    runner.join(60)
+    assert results and results[0]["status"] == "failed"
+    assert (
+        results[0]["reason"] == "the case's process was killed by SIGKILL (out of memory?) before it finished"
+    )
+    assert list(work.iterdir()) == []
+
+
+def test_a_stop_request_stops_a_running_case(small_bundles: Path, tmp_path: Path) -> None:
+    """How a case on a Dask worker is stopped when the batch is interrupted: it polls a stop flag."""
+    work = tmp_path / "work"
+    work.mkdir()
+    asked = time.monotonic() + 1.5
+    children = Children(should_stop=lambda: time.monotonic() > asked)
+    result = run_case(_slow_job(small_bundles, tmp_path), work_root=work, children=children)
+    assert (result["status"], result["reason"]) == ("failed", "interrupted before it finished")
+    assert list(work.iterdir()) == []
+    assert _live_case_processes() == []

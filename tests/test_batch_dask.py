@@ -83,7 +83,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("archive")
     forge_bundle("shared-nic-twice", root, scale=0.2)
     forge_bundle("kerberos-delegation-missing", root, scale=0.2, zip=True)
-    forge_bundle("noise-only", root, scale=0.2)
     (root / "corrupt.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
     return root
 

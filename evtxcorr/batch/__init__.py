@@ -22,8 +22,11 @@ from evtxcorr.batch.cases import Case, fingerprint, plan_cases
 from evtxcorr.batch.child import outcome
 from evtxcorr.batch.runner import run_local, run_on_cluster
 from evtxcorr.batch.summary import write_summaries
-from evtxcorr.errors import InputError
-from evtxcorr.output import DEFAULT_FORMATS
+from evtxcorr.errors import EvtxcorrError, InputError
+from evtxcorr.output import DEFAULT_FORMATS, SUFFIXES
+from evtxcorr.parse import BACKENDS
+from evtxcorr.render.messages import check_lang
+from evtxcorr.render.timeline import zone
 
 __all__ = ["BatchOptions", "BatchResult", "default_workers", "run_batch"]
 
@@ -89,6 +92,7 @@ class _Run:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     formats: dict[str, Sequence[str]] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
+    reused: int = 0  # cases a previous run finished, not run again
 
 
 def run_batch(
@@ -105,6 +109,7 @@ def run_batch(
     the others; an interruption (KeyboardInterrupt, SystemExit) stops every running case, writes the
     summary of what is done, and goes on up.
     """
+    _check(options)
     outdir = Path(outdir).resolve()
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"the output {outdir} is a file; give -o a folder")
@@ -119,12 +124,14 @@ def run_batch(
     run = _Run(outdir, options, settings, cases={case.name: case for case in cases})
     with _locked(outdir):
         jobs = _plan(run)
-        reused = len(run.rows)
         if progress:
             progress.start(len(cases), _counts(run.rows.values()))
 
         def finished(job: Mapping[str, Any], result: dict[str, Any]) -> None:
-            _save(run, run.cases[job["case"]], result)
+            try:
+                _save(run, run.cases[job["case"]], result)
+            except OSError as exc:  # the output folder is full or gone: every case would fail so
+                raise EvtxcorrError(f"cannot write the results of case {job['case']!r}: {exc}") from exc
             if progress:
                 progress.update(result["status"])
 
@@ -137,7 +144,25 @@ def run_batch(
             files = write_summaries(
                 outdir, rows, report_formats=run.formats, titles=run.titles, lang=options.lang, tz=options.tz
             )
-    return BatchResult(rows, files, ran=len(jobs), reused=reused, counts=_counts(rows))
+    return BatchResult(rows, files, ran=len(jobs), reused=run.reused, counts=_counts(rows))
+
+
+def _check(options: BatchOptions) -> None:
+    """Settings every case would fail on, refused before any case runs."""
+    check_lang(options.lang)
+    zone(options.tz)
+    unknown = [fmt for fmt in options.formats if fmt not in SUFFIXES]
+    if unknown or not options.formats:
+        known = ", ".join(SUFFIXES)
+        raise InputError(
+            f"unknown report format {unknown[0]!r} (known: {known})"
+            if unknown
+            else f"no report format (known: {known})"
+        )
+    if options.backend not in BACKENDS:
+        raise InputError(f"unknown parser {options.backend!r} (known: {', '.join(BACKENDS)})")
+    if options.workers is not None and options.workers < 1:
+        raise InputError("workers must be at least 1")
 
 
 def _plan(run: _Run) -> list[dict[str, Any]]:
@@ -155,6 +180,7 @@ def _plan(run: _Run) -> list[dict[str, Any]]:
             run.rows[case.name] = saved["row"]
             run.formats[case.name] = list(saved.get("reports") or ())
             run.titles.update(saved.get("titles") or {})
+            run.reused += 1
             continue
         jobs.append(_job(case, run.options))
     return jobs

@@ -36,6 +36,7 @@ Job = Mapping[str, Any]
 OnResult = Callable[[Job, dict[str, Any]], None]
 CONNECT_TIMEOUT_S = 20
 WORKER_WAIT_S = 120  # how long a cluster may have no worker before the batch gives up
+POLL_S = 1.0  # how often a case on a Dask worker asks whether the batch was interrupted
 LOG_TAIL = 2000
 
 
@@ -99,12 +100,17 @@ def _use_fork_server() -> bool:
 
 
 class Children:
-    """The case processes running now, so that an interrupted batch can stop them all."""
+    """The case processes running now, so that an interrupted batch can stop them all.
 
-    def __init__(self) -> None:
+    `should_stop`, when given, is asked every POLL_S seconds while a case runs (a Dask task asks the
+    client's stop event this way) and stops the case when it says so.
+    """
+
+    def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
         self._lock = threading.Lock()
         self._running: set[CaseProcess] = set()
         self.stopping = False
+        self.should_stop = should_stop
 
     def start(self, work: Path, log: Any) -> CaseProcess | None:
         """Start the case in `work` (None once the batch is stopping)."""
@@ -125,6 +131,23 @@ class Children:
             running = list(self._running)
         for proc in running:
             proc.kill()
+
+    def wait(self, proc: CaseProcess, timeout: float | None) -> bool:
+        """Wait for `proc` to end; False when `timeout` passed first. A stop request kills it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = POLL_S if self.should_stop else None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                step = left if step is None else min(step, left)
+            if proc.wait(step):
+                return True
+            if self.should_stop and self.should_stop():
+                self.stopping = True
+                proc.kill()
+                return True
 
 
 def run_case(
@@ -149,7 +172,7 @@ def _run_in(work: Path, job: Job, timeout: float | None, children: Children) -> 
         if proc is None:
             return outcome("failed", "not run: the batch was interrupted")
         try:
-            if not proc.wait(timeout):
+            if not children.wait(proc, timeout):
                 proc.kill()
                 return outcome("failed", f"time limit of {timeout:g} s reached; the case was stopped")
         finally:
@@ -199,7 +222,7 @@ def run_local(
                 result = future.result()
             except Exception as exc:  # run_case itself failed (disk full...): only this case fails
                 result = outcome("failed", f"could not run the case: {type(exc).__name__}: {exc}")
-            on_result(futures[future], result)
+            on_result(futures.pop(future), result)  # popped: its reports are not kept in memory
     except BaseException:
         children.stop_all()
         raise
@@ -207,11 +230,15 @@ def run_local(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_on_worker(job: Job, timeout: float | None, work_root: str | None) -> dict[str, Any]:
-    """The Dask task: run one case on this worker (in a child process, as locally) and say where."""
-    from distributed import get_worker
+def run_on_worker(job: Job, timeout: float | None, work_root: str | None, stop_event: str) -> dict[str, Any]:
+    """The Dask task: run one case on this worker (in a child process, as locally) and say where.
+    The case is stopped when the client sets the Dask event `stop_event` (the batch was interrupted)."""
+    from distributed import Event, get_worker
 
-    result = run_case(job, timeout=timeout, work_root=Path(work_root) if work_root else None)
+    children = Children(should_stop=Event(stop_event).is_set)
+    result = run_case(
+        job, timeout=timeout, work_root=Path(work_root) if work_root else None, children=children
+    )
     result["worker"] = get_worker().address
     return result
 
@@ -221,7 +248,7 @@ def run_on_cluster(
 ) -> None:
     """Send one task per case to the Dask scheduler at `scheduler`; `on_result` as each one ends."""
     try:
-        from distributed import Client
+        from distributed import Client, Event
         from distributed import as_completed as dask_completed
     except ImportError:
         raise InputError("--scheduler needs Dask: pip install 'evtxcorr[dask]'") from None
@@ -230,6 +257,7 @@ def run_on_cluster(
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     batch_id = uuid.uuid4().hex[:8]
+    stop_event = f"evtxcorr-stop-{batch_id}"
     root = str(work_root) if work_root else None
     with client:
         try:
@@ -241,7 +269,13 @@ def run_on_cluster(
             ) from None
         futures = {
             client.submit(
-                run_on_worker, job, timeout, root, key=f"evtxcorr-case-{batch_id}-{index}", pure=False
+                run_on_worker,
+                job,
+                timeout,
+                root,
+                stop_event,
+                key=f"evtxcorr-case-{batch_id}-{index}",
+                pure=False,
             ): job
             for index, job in enumerate(jobs)
         }
@@ -251,7 +285,9 @@ def run_on_cluster(
                     result = future.result()
                 except Exception as exc:  # the task or its worker died
                     result = outcome("failed", f"the Dask task failed: {type(exc).__name__}: {exc}")
-                on_result(futures[future], result)
+                on_result(futures.pop(future), result)
+                future.release()  # the worker may forget the reports now
         except BaseException:
+            Event(stop_event, client=client).set()  # running cases stop within POLL_S
             client.cancel(list(futures))
             raise
