@@ -217,11 +217,16 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
 
 
 class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that a batch stops its cases and writes its summary."""
+    """SIGTERM or SIGHUP (the terminal went away), raised in the main thread so that a batch stops
+    its cases, removes their work folders and writes its summary."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated
+    raise _Terminated(signum)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -321,7 +326,8 @@ def batch(
 
     Exit code 0 when every case ran (a case without an event log is listed as skipped), 1 when any
     case failed (corrupt archive, time limit, error); the summary is written either way. Ctrl-C
-    stops every case at once (exit code 130; 143 on SIGTERM) and writes the summary of what is done.
+    stops every case at once (exit code 130; 143 on SIGTERM, 129 on SIGHUP) and writes the summary
+    of what is done.
     """
     import contextlib
     import signal
@@ -344,7 +350,8 @@ def batch(
         force=force,
         work_dir=work_dir,
     )
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    caught = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in caught}
     try:
         with contextlib.closing(CaseBar(enabled=not quiet)) as bar:
             result = run_batch(list(paths), outdir, options, progress=bar)
@@ -354,9 +361,10 @@ def batch(
             "Run the same command again to do the rest.",
             err=True,
         )
-        raise SystemExit(130 if isinstance(stop, KeyboardInterrupt) else 143) from None
+        raise SystemExit(128 + (stop.signum if isinstance(stop, _Terminated) else signal.SIGINT)) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if not quiet:
         _batch_summary(result)
     if result.failed:

@@ -311,18 +311,15 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(cell: object, expecte
 # --- interruption -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("signum", "code", "resume"), [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)]
-)
-def test_interrupted_batch_stops_writes_its_summary_and_resumes(
-    small_bundles: Path, tmp_path: Path, signum: int, code: int, resume: bool
-) -> None:
+def _batch_in_the_middle(small_bundles: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`python -m evtxcorr batch` (two workers) over a slow case and two small ones, returned once the
+    first small case is saved, while the slow one runs."""
     archive = _pair(small_bundles, tmp_path)
-    _slow_zip(small_bundles, archive / "zz-slow.zip", copies=150)
+    _slow_zip(small_bundles, archive / "a-slow.zip", copies=150)
     work = tmp_path / "work"
     work.mkdir()
     outdir = tmp_path / "out"
-    command = [sys.executable, "-m", "evtxcorr", "batch", str(archive), "-o", str(outdir), "-w", "1",
+    command = [sys.executable, "-m", "evtxcorr", "batch", str(archive), "-o", str(outdir), "-w", "2",
                "--work-dir", str(work), "-q"]  # fmt: skip
     batch = subprocess.Popen(command, stderr=subprocess.PIPE)
     first_done = outdir / "kerberos-delegation-missing" / STATE_FILE
@@ -330,6 +327,17 @@ def test_interrupted_batch_stops_writes_its_summary_and_resumes(
     while not first_done.exists() and batch.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
+    return batch, archive, work
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "resume"), [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)]
+)
+def test_interrupted_batch_stops_writes_its_summary_and_resumes(
+    small_bundles: Path, tmp_path: Path, signum: int, code: int, resume: bool
+) -> None:
+    batch, archive, work = _batch_in_the_middle(small_bundles, tmp_path)
+    outdir = tmp_path / "out"
     batch.send_signal(signum)
     _, stderr = batch.communicate(timeout=60)
 
@@ -337,15 +345,34 @@ def test_interrupted_batch_stops_writes_its_summary_and_resumes(
     assert b"interrupted" in stderr
     rows = by_case(outdir)
     assert rows["kerberos-delegation-missing"]["status"] == "ok"
-    assert rows["zz-slow"]["status"] == "failed" and "interrupted" in rows["zz-slow"]["reason"]
-    assert not list((outdir / "zz-slow").glob("evtxcorr-report.*"))
+    assert rows["a-slow"]["status"] == "failed" and "interrupted" in rows["a-slow"]["reason"]
+    assert not list((outdir / "a-slow").glob("evtxcorr-report.*"))
     assert list(work.iterdir()) == []
     done = sum(row["status"] == "ok" for row in rows.values())
     if not resume:
         return
     resumed = run_batch([archive], outdir, BatchOptions(case_timeout=1))
     assert resumed.reused == done and resumed.ran == 3 - done
-    assert by_case(outdir)["zz-slow"]["reason"].startswith("time limit")
+    assert by_case(outdir)["a-slow"]["reason"].startswith("time limit")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to follow the processes")
+def test_a_killed_batch_leaves_no_case_running_and_resumes(small_bundles: Path, tmp_path: Path) -> None:
+    """kill -9 (or a crash) of the batch: its cases die with it, and the next run goes on."""
+    batch, archive, _ = _batch_in_the_middle(small_bundles, tmp_path)
+    helpers = _children(batch.pid)  # the fork server and multiprocessing's resource tracker
+    cases = [pid for helper in helpers for pid in _children(helper)]
+    assert cases, "a case should be running"
+    batch.kill()
+    batch.communicate(timeout=60)
+    deadline = time.monotonic() + 3  # the slow case alone would run for many seconds more
+    while [p for p in helpers + cases if _state(p) not in ("Z", "X", "")] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p for p in helpers + cases if _state(p) not in ("Z", "X", "")] == []
+
+    resumed = run_batch([archive], tmp_path / "out", BatchOptions(case_timeout=1))
+    assert resumed.reused >= 1 and resumed.reused + resumed.ran == 3
+    assert by_case(tmp_path / "out")["kerberos-delegation-missing"]["status"] == "ok"
 
 
 # --- planning cases --------------------------------------------------------------------------------------
@@ -390,7 +417,7 @@ def test_output_inside_a_case_is_refused(tmp_path: Path) -> None:
 def test_loose_file_and_archive_arguments(small_bundles: Path, tmp_path: Path) -> None:
     logs = sorted((small_bundles / "secure-channel-broken" / "HV01").glob("*.evtx"))
     zipped = small_bundles / "kerberos-delegation-missing.zip"
-    cases = plan_cases([zipped, *logs])
+    cases = plan_cases([zipped, *logs, zipped])
     assert [(c.name, c.paths) for c in cases] == [
         ("kerberos-delegation-missing", (zipped,)),
         ("HV01", tuple(logs)),

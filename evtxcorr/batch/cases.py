@@ -54,10 +54,14 @@ def plan_cases(paths: Sequence[Path], *, exclude: Iterable[Path] = ()) -> list[C
     excluded = {Path(p).resolve() for p in exclude}
     candidates: list[_Candidate] = []
     loose_arguments: dict[Path, list[Path]] = {}
+    seen: set[Path] = set()
     for given in map(Path, paths):
         if not given.exists():
             raise InputError(f"no such file or folder: {given}")
         path = given.resolve()
+        if path in seen:  # given twice (or through a link): one case, not two
+            continue
+        seen.add(path)
         if path.is_dir():
             candidates += _folder_cases(path, excluded)
         elif _is_archive(path):

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path, PurePath
@@ -91,19 +94,36 @@ def _without_event_log(ledger: Ledger, archive: str | None) -> dict[str, Any]:
     )
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """On Linux, be killed when the process that started this one dies (a crash or kill -9 of the
-    batch leaves no orphan at work)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def _die_with(batch_pid: int) -> None:
+    """Kill this case (its whole process group) as soon as the batch process `batch_pid` is gone, so
+    that a crash or kill -9 of the batch leaves no case at work. (PR_SET_PDEATHSIG would watch the
+    fork server, which itself outlives the batch while cases hold its liveness pipe.)"""
 
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # it died before prctl took effect
+    def watch() -> None:
+        try:
+            handle = os.pidfd_open(batch_pid)  # Linux: readable once the process has ended
+        except (AttributeError, OSError):
+            handle = None
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(batch_pid):
+                time.sleep(1.0)
+        if hasattr(os, "killpg"):
+            os.killpg(os.getpgrp(), signal.SIGKILL)  # the case and whatever it started
         os._exit(1)
+
+    threading.Thread(target=watch, name="evtxcorr-batch-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run(work_dir: Path) -> None:
@@ -121,11 +141,11 @@ def run(work_dir: Path) -> None:
     write_atomic(work_dir / RESULT_FILE, json.dumps(result, ensure_ascii=False))
 
 
-def run_forked(work_dir: str) -> None:
+def run_forked(work_dir: str, batch_pid: int) -> None:
     """Entry point in a process forked from the multiprocessing fork server (modules already loaded):
     a session of its own (so the whole case can be killed as a group), stderr to the case's log."""
     os.setsid()
-    _die_with_parent(os.getppid())
+    _die_with(batch_pid)
     log = os.open(Path(work_dir) / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -134,11 +154,11 @@ def run_forked(work_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point as `python -m evtxcorr.batch.child WORK_DIR PARENT_PID` (where the fork server
+    """Entry point as `python -m evtxcorr.batch.child WORK_DIR BATCH_PID` (where the fork server
     cannot be used: on a Dask worker, on Windows)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) > 1:
-        _die_with_parent(int(args[1]))
+        _die_with(int(args[1]))
     run(Path(args[0]))
     return 0
 

@@ -47,7 +47,9 @@ class CaseProcess:
         if _use_fork_server():
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["__main__", "evtxcorr.batch.preload"])  # on first start
-            self._forked: Any = context.Process(target=child.run_forked, args=(str(work),), daemon=False)
+            self._forked: Any = context.Process(
+                target=child.run_forked, args=(str(work), os.getpid()), daemon=False
+            )
             self._forked.start()
             self._spawned: subprocess.Popen[bytes] | None = None
         else:
