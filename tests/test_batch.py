@@ -212,13 +212,18 @@ def test_rerun_redoes_only_what_changed_and_force_redoes_all(small_bundles: Path
 # --- failures, time limits, hostile names ----------------------------------------------------------------
 
 
-def _slow_zip(small_bundles: Path, target: Path, copies: int = 40) -> Path:
-    """A case that takes many seconds: the same logs many times over (stored, so extraction is quick)."""
+def _slow_case(small_bundles: Path, target: Path, copies: int = 150) -> Path:
+    """A case folder that takes many seconds: the same logs many times over (hard links, so it
+    costs no disk), each copy read again and its records dropped as duplicates."""
     logs = sorted((small_bundles / "secure-channel-broken").rglob("*.evtx"))
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
-        for number in range(copies):
-            for log in logs:
-                archive.write(log, f"copy{number:02d}/{log.relative_to(small_bundles).as_posix()}")
+    for number in range(copies):
+        for log in logs:
+            link = target / f"copy{number:03d}" / log.relative_to(small_bundles)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                link.hardlink_to(log)
+            except OSError:
+                shutil.copy2(log, link)
     return target
 
 
@@ -258,25 +263,25 @@ def test_failing_cases_do_not_stop_the_others(small_bundles: Path, tmp_path: Pat
     (archive / "corrupt.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
     (archive / "notes").mkdir()
     (archive / "notes" / "readme.txt").write_text("collected by the customer\n", encoding="utf-8")
-    _slow_zip(small_bundles, archive / "zz-slow.zip", copies=150)
+    _slow_case(small_bundles, archive / "zz-slow")
     work = tmp_path / "work"
     work.mkdir()
     outdir = tmp_path / "out"
 
-    result = invoke("batch", archive, "-o", outdir, "--case-timeout", "2", "--work-dir", work, "-w", "2")
+    result = invoke("batch", archive, "-o", outdir, "--case-timeout", "5", "--work-dir", work, "-w", "2")
 
     assert result.exit_code == 1, result.output
     rows = by_case(outdir)
     assert rows["corrupt"]["status"] == "failed"
     assert "archive cannot be read" in rows["corrupt"]["reason"]
-    assert rows["zz-slow"]["status"] == "failed" and "time limit of 2 s" in rows["zz-slow"]["reason"]
+    assert rows["zz-slow"]["status"] == "failed" and "time limit of 5 s" in rows["zz-slow"]["reason"]
     assert rows["notes"]["status"] == "skipped" and "readme.txt" in rows["notes"]["reason"]
     assert rows["kerberos-delegation-missing"]["status"] == "ok"
     assert rows[HOSTILE]["status"] == "ok" and rows[HOSTILE]["findings"]
     assert "failed: corrupt: the archive cannot be read" in result.output
     for failed in ("corrupt", "zz-slow"):
         assert not list((outdir / failed).glob("evtxcorr-report.*"))  # no report, not even a partial one
-    assert list(work.iterdir()) == []  # the stopped case's extracted members are gone
+    assert list(work.iterdir()) == []  # the stopped case's work folder is gone
     assert _live_case_processes() == []  # and so is its process
 
 
@@ -315,7 +320,7 @@ def _batch_in_the_middle(small_bundles: Path, tmp_path: Path) -> tuple[subproces
     """`python -m evtxcorr batch` (two workers) over a slow case and two small ones, returned once the
     first small case is saved, while the slow one runs."""
     archive = _pair(small_bundles, tmp_path)
-    _slow_zip(small_bundles, archive / "a-slow.zip", copies=150)
+    _slow_case(small_bundles, archive / "a-slow")
     work = tmp_path / "work"
     work.mkdir()
     outdir = tmp_path / "out"
@@ -424,6 +429,19 @@ def test_loose_file_and_archive_arguments(small_bundles: Path, tmp_path: Path) -
     ]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the output folder lock uses fcntl")
+def test_one_batch_at_a_time_per_output_folder(small_bundles: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    with (outdir / ".evtxcorr-batch.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(InputError, match="another evtxcorr batch is writing to"):
+            run_batch([small_bundles], outdir)
+    assert not (outdir / "summary.json").exists()
+
+
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(cli, ["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "out")])
@@ -464,8 +482,8 @@ def test_cluster_scoped_findings_list_their_hosts() -> None:
 
 
 def _slow_job(small_bundles: Path, tmp_path: Path) -> dict:
-    slow = _slow_zip(small_bundles, tmp_path / "slow.zip", copies=150)
-    return {"case": "slow", "paths": [str(slow)], "archive": str(slow), "formats": ["json"]}
+    slow = _slow_case(small_bundles, tmp_path / "slow")
+    return {"case": "slow", "paths": [str(slow)], "archive": None, "formats": ["json"]}
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find the case process")

@@ -1,5 +1,5 @@
 """One case, run in a process of its own: forked from a fork server that has evtxcorr loaded
-(run_forked), or started as `python -m evtxcorr.batch.child WORK_DIR PARENT_PID` (main).
+(run_forked), or started as `python -m evtxcorr.batch.child WORK_DIR BATCH_PID` (main).
 
 WORK_DIR is the case's private folder: the parent writes `job.json` there, the child analyses, renders
 and writes `result.json`, and the parent removes the folder, whatever happened. Zip members are
