@@ -28,7 +28,7 @@ from evtxcorr.batch.runner import Children, run_case
 from evtxcorr.batch.state import ROW_KEYS, STATE_FILE
 from evtxcorr.batch.summary import csv_cell
 from evtxcorr.cli import cli
-from evtxcorr.errors import InputError
+from evtxcorr.errors import InputError, RuleError
 from evtxcorr.forge import forge_bundle, list_scenarios, truth
 
 SCALE = 0.2  # background noise: enough to bury the incidents, small enough to keep the tests fast
@@ -202,6 +202,19 @@ def test_rerun_redoes_only_what_changed_and_force_redoes_all(small_bundles: Path
     assert "\u539f\u56e0" in (outdir / "kerberos-delegation-missing" / "evtxcorr-report.md").read_text(
         "utf-8"
     )
+
+    team = tmp_path / "team-rules"  # a team's settings: only findings of 90% and more are reported
+    team.mkdir()
+    (team / "settings.yaml").write_text("diagnose:\n  threshold: 0.9\n", encoding="utf-8")
+    strict = run_batch([archive], outdir, BatchOptions(rule_dirs=(team,), formats=("json",)))
+    assert strict.ran == 2  # other rules: other reports
+    assert {r["case"]: [f["cause"] for f in r["findings"]] for r in strict.rows} == {
+        "kerberos-delegation-missing": [],  # 85%: below the team's threshold
+        "secure-channel-broken": ["secure-channel-broken"],  # 100%
+    }
+    (team / "settings.yaml").write_text("diagnose:\n  threshold: [\n", encoding="utf-8")
+    with pytest.raises(RuleError):  # refused once, before any case runs
+        run_batch([archive], outdir, BatchOptions(rule_dirs=(team,)))
 
     forced = invoke("batch", archive, "-o", outdir, "--force", "--lang", "ja", "-f", "md")
     assert forced.exit_code == 0, forced.output

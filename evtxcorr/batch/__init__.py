@@ -27,6 +27,7 @@ from evtxcorr.output import DEFAULT_FORMATS, SUFFIXES
 from evtxcorr.parse import BACKENDS
 from evtxcorr.render.messages import check_lang
 from evtxcorr.render.timeline import zone
+from evtxcorr.ruleset import load_ruleset, with_builtin
 
 __all__ = ["BatchOptions", "BatchResult", "default_workers", "run_batch"]
 
@@ -163,6 +164,7 @@ def _check(options: BatchOptions) -> None:
         raise InputError(f"unknown parser {options.backend!r} (known: {', '.join(BACKENDS)})")
     if options.workers is not None and options.workers < 1:
         raise InputError("workers must be at least 1")
+    load_ruleset(with_builtin(options.rule_dirs))  # a RuleError naming file and line, once
 
 
 def _plan(run: _Run) -> list[dict[str, Any]]:
