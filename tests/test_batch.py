@@ -308,13 +308,29 @@ def test_hostile_case_names_are_escaped_and_neutralised(small_bundles: Path, tmp
     assert result.exit_code == 0, result.output
     page = (outdir / "summary.html").read_text(encoding="utf-8")
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
-    assert (
-        'href="%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E%3DHYPERLINK%28%22x%22%29/evtxcorr-report.html"'
-        in page
-    )
+    link = "%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E%3DHYPERLINK%28%22x%22%29/evtxcorr-report.html"
+    assert f'href="{link}"' in page
     with (outdir / "summary.csv").open(encoding="utf-8-sig", newline="") as handle:
         cells = [row["case"] for row in csv.DictReader(handle)]
     assert sorted(cells) == sorted(["'-cmd|calc", HOSTILE])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux file systems take any bytes as a name")
+def test_a_case_folder_named_in_shift_jis_is_analysed(small_bundles: Path, tmp_path: Path) -> None:
+    """A customer folder extracted with its Shift_JIS name (not UTF-8): analysed, and every output
+    stays valid UTF-8, with the name's bytes kept (JSON escapes, percent-encoded link)."""
+    archive = tmp_path / "archive"
+    name = os.fsdecode(b"\x8c\xda\x8bq-case")  # 顧客 in Shift_JIS
+    shutil.copytree(small_bundles / "secure-channel-broken", archive / name)
+    outdir = tmp_path / "out"
+    result = invoke("batch", archive, "-o", outdir, "-q")
+    assert result.exit_code == 0, result.output
+    row = summary(outdir)["cases"][0]
+    assert row["case"] == name and row["status"] == "ok" and row["findings"]
+    assert json.loads((outdir / name / "evtxcorr-report.json").read_bytes().decode("utf-8"))["findings"]
+    assert 'href="%8C%DA%8Bq-case/evtxcorr-report.html"' in (outdir / "summary.html").read_text("utf-8")
+    (outdir / "summary.csv").read_bytes().decode("utf-8")
+    assert run_batch([archive], outdir).reused == 1
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,7 @@ def run(work_dir: Path) -> None:
         result = outcome(
             "failed", f"internal error: {type(exc).__name__}: {exc}", detail=traceback.format_exc()
         )
-    write_atomic(work_dir / RESULT_FILE, json.dumps(result, ensure_ascii=False))
+    write_atomic(work_dir / RESULT_FILE, json.dumps(result))  # ASCII: \u escapes keep odd file names
 
 
 def run_forked(work_dir: str, batch_pid: int) -> None:

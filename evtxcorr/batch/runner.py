@@ -168,7 +168,7 @@ def run_case(
 
 
 def _run_in(work: Path, job: Job, timeout: float | None, children: Children) -> dict[str, Any]:
-    (work / JOB_FILE).write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
+    (work / JOB_FILE).write_text(json.dumps(job), encoding="ascii")  # \u escapes keep odd file names
     with (work / LOG_FILE).open("ab") as log:
         proc = children.start(work, log)
         if proc is None:

@@ -38,6 +38,13 @@ def settings_key(*, lang: str, tz: str, backend: str, rule_dirs: Sequence[Path])
     }
 
 
+def utf8(text: str) -> str:
+    """`text` writable as UTF-8: a file name that is not UTF-8 (a Shift_JIS folder name, say) reaches
+    Python as lone surrogates, written here as `\\udc8c` (in JSON text, the escape of that very
+    character)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def report_name(fmt: str) -> str:
     return f"{REPORT_STEM}{SUFFIXES[fmt]}"
 
@@ -96,10 +103,10 @@ def save(
     case_dir.mkdir(parents=True, exist_ok=True)
     sizes = {}
     for fmt, text in (result.get("reports") or {}).items():
-        write_atomic(case_dir / report_name(fmt), text)
+        write_atomic(case_dir / report_name(fmt), utf8(text))
         sizes[fmt] = (case_dir / report_name(fmt)).stat().st_size
     if result.get("detail"):
-        write_atomic(case_dir / ERROR_FILE, str(result["detail"]))
+        write_atomic(case_dir / ERROR_FILE, utf8(str(result["detail"])))
     state = {
         "row": dict(row),
         "inputs": dict(inputs),
@@ -108,7 +115,7 @@ def save(
         "titles": result.get("titles") or {},
         "finished": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
-    write_atomic(case_dir / STATE_FILE, json.dumps(state, ensure_ascii=False, indent=1) + "\n")
+    write_atomic(case_dir / STATE_FILE, json.dumps(state, indent=1) + "\n")  # ASCII, lossless
 
 
 def make_row(case: Case, result: Mapping[str, Any]) -> dict[str, Any]:

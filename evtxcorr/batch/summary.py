@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from evtxcorr import __version__
-from evtxcorr.batch.state import report_name
+from evtxcorr.batch.state import report_name, utf8
 from evtxcorr.output import write_atomic
 from evtxcorr.render.env import environment
 from evtxcorr.render.messages import messages
@@ -48,7 +48,8 @@ def report_link(row: Mapping[str, Any], formats: Sequence[str]) -> str | None:
         return None
     for fmt in LINK_ORDER:
         if fmt in formats:
-            return f"{quote(row['case'], safe='')}/{report_name(fmt)}"
+            folder = row["case"].encode("utf-8", "surrogateescape")  # the folder's own bytes
+            return f"{quote(folder, safe='')}/{report_name(fmt)}"
     return None
 
 
@@ -137,5 +138,5 @@ def write_summaries(
         "summary.csv": summary_csv(rows, links),
     }
     for name, text in texts.items():
-        write_atomic(outdir / name, text)
+        write_atomic(outdir / name, utf8(text))
     return [outdir / name for name in SUMMARY_FILES]
