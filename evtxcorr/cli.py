@@ -43,6 +43,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
         evtxcorr analyze case-1234.zip -o report/
         evtxcorr analyze HV01/ HV02/ --format md          # Markdown on stdout
         evtxcorr analyze bundle/ --lang ja --tz Asia/Tokyo -o report.html
+        evtxcorr batch /archive/ -o sweep/                 # every bundle of an archive, each alone
 
     Build test bundles with `evtxcorr forge`; see the rules with `evtxcorr rules`.
     """
@@ -264,6 +265,180 @@ def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-de
         err(f"  warning: {warning}")
     for path in written:
         err(f"  wrote {path}")
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP (the terminal went away), raised in the main thread so that a batch stops
+    its cases, removes their work folders and writes its summary."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "outdir",
+    required=True,
+    metavar="OUTDIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for OUTDIR/<case>/evtxcorr-report.* and OUTDIR/summary.html/.json/.csv.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["html", "md", "json"]),
+    help="Report formats of each case; repeatable. Default: all three.",
+)
+@click.option(
+    "--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True, help="Report language."
+)
+@click.option(
+    "--tz", "tz", default="UTC", show_default=True, callback=_zone, help="Display time zone (IANA name)."
+)
+@click.option(
+    "--parser",
+    "backend",
+    type=click.Choice(["evtx", "python-evtx"]),
+    default="evtx",
+    show_default=True,
+    help="Primary EVTX parser (as for analyze).",
+)
+@click.option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Extra rules folder, read next to the built-in rules; repeatable.",
+)
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Cases analysed at once on this machine, each in a process of its own (default: the CPU count).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on a Dask cluster instead (tcp://HOST:PORT), one task per case. Its workers need the "
+    "same evtxcorr installed and must see the input paths as this machine does. "
+    "Needs pip install 'evtxcorr[dask]'.",
+)
+@click.option(
+    "--case-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Stop a case that runs longer than S seconds and mark it failed.",
+)
+@click.option("--force", is_flag=True, help="Redo every case, also those a previous run finished.")
+@click.option(
+    "--work-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Where each case's private folder (extracted zip members) goes; removed when the case ends.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+def batch(
+    paths: tuple[Path, ...],
+    outdir: Path,
+    formats: tuple[str, ...],
+    lang: str,
+    tz: str,
+    backend: str,
+    rule_dirs: tuple[Path, ...],
+    workers: int | None,
+    scheduler: str | None,
+    case_timeout: float | None,
+    force: bool,
+    work_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """Analyse every case (bundle) of an archive, each on its own, and summarise them all.
+
+    Each child of a folder in PATHS (a folder or a .zip) is one case; loose log files at the top of
+    a folder form one case named after it; a .zip in PATHS is one case. Each case gets the reports
+    analyze writes, in OUTDIR/<case>/; OUTDIR/summary.html, .json and .csv list every case with its
+    verdict. Run the same command again to go on after a crash or Ctrl-C: cases whose inputs and
+    reports are unchanged are not redone (--force redoes them).
+
+    \b
+    Examples:
+        evtxcorr batch /archive/2024/ -o /cases/2024-sweep/
+        evtxcorr batch /archive/*.zip -o sweep/ --workers 4 --case-timeout 1800
+        evtxcorr batch /mnt/archive/ -o /mnt/sweep/ --scheduler tcp://10.0.0.5:8786
+
+    Exit code 0 when every case ran (a case without an event log is listed as skipped), 1 when any
+    case failed (corrupt archive, time limit, error); the summary is written either way. Ctrl-C
+    stops every case at once (exit code 130; 143 on SIGTERM, 129 on SIGHUP) and writes the summary
+    of what is done.
+    """
+    import contextlib
+    import signal
+
+    from evtxcorr.batch import BatchOptions, run_batch
+    from evtxcorr.output import DEFAULT_FORMATS
+    from evtxcorr.progress import CaseBar
+
+    if scheduler and workers:
+        raise click.UsageError("--workers is for local runs; on a Dask cluster its workers decide")
+    options = BatchOptions(
+        formats=tuple(dict.fromkeys(formats)) or DEFAULT_FORMATS,
+        lang=lang,
+        tz=tz,
+        backend=backend,
+        rule_dirs=rule_dirs,
+        workers=workers,
+        scheduler=scheduler,
+        case_timeout=case_timeout,
+        force=force,
+        work_dir=work_dir,
+    )
+    caught = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in caught}
+    try:
+        with contextlib.closing(CaseBar(enabled=not quiet)) as bar:
+            result = run_batch(list(paths), outdir, options, progress=bar)
+    except (KeyboardInterrupt, _Terminated) as stop:
+        click.echo(
+            f"evtxcorr batch: interrupted; {outdir / 'summary.json'} lists the cases done. "
+            "Run the same command again to do the rest.",
+            err=True,
+        )
+        raise SystemExit(128 + (stop.signum if isinstance(stop, _Terminated) else signal.SIGINT)) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if not quiet:
+        _batch_summary(result)
+    if result.failed:
+        raise SystemExit(1)
+
+
+def _batch_summary(result) -> None:  # type: ignore[no-untyped-def]
+    from evtxcorr.render.env import visible  # case names and reasons are untrusted text
+
+    counts, shown = result.counts, 20
+    total = len(result.rows)
+    click.echo(
+        f"evtxcorr batch: {total} case{'' if total == 1 else 's'}: {counts['ok']} analysed, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped "
+        f"({result.ran} run now, {result.reused} unchanged since the last run)",
+        err=True,
+    )
+    for row in result.failed[:shown]:
+        click.echo(f"  failed: {visible(row['case'])}: {visible(str(row['reason']))}", err=True)
+    if len(result.failed) > shown:
+        click.echo(f"  ... and {len(result.failed) - shown} more failed (see summary.csv)", err=True)
+    for path in result.summary_files:
+        click.echo(f"  wrote {path}", err=True)
 
 
 @cli.group(context_settings=CONTEXT)

@@ -63,3 +63,41 @@ def _size(source: Source) -> int:
         return source.path.stat().st_size
     except OSError:
         return 0
+
+
+class CaseBar:
+    """Bar over a batch's cases: done / failed / skipped and cases per minute (evtxcorr batch)."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._bar: tqdm | None = None
+        self._counts: dict[str, int] = {}
+        self._reused = 0
+
+    def start(self, total: int, done: dict[str, int]) -> None:
+        self._counts = {"ok": 0, "failed": 0, "skipped": 0, **done}
+        self._reused = sum(done.values())
+        if self._enabled:
+            self._bar = tqdm(
+                total=total, initial=self._reused, unit="case", desc="cases", file=sys.stderr,
+                disable=None, leave=False, dynamic_ncols=True,
+            )  # fmt: skip
+            self._show()
+
+    def update(self, status: str) -> None:
+        self._counts[status] = self._counts.get(status, 0) + 1
+        if self._bar is not None:
+            self._bar.update(1)
+            self._show()
+
+    def _show(self) -> None:
+        assert self._bar is not None
+        elapsed = self._bar.format_dict.get("elapsed") or 0.0
+        ran = self._bar.n - self._reused
+        rate = f"{ran / elapsed * 60:.1f}/min" if elapsed > 0 and ran else "-/min"
+        c = self._counts
+        self._bar.set_postfix_str(f"done {c['ok']}, failed {c['failed']}, skipped {c['skipped']}, {rate}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
