@@ -15,9 +15,11 @@ from evtxcorr import __version__
 from evtxcorr.correlate import correlate
 from evtxcorr.diagnose import diagnose
 from evtxcorr.discover import discover
+from evtxcorr.errors import InputError
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import Report, Source
-from evtxcorr.parse import BACKENDS, parse
+from evtxcorr.parse import BACKENDS, read_source
+from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
 from evtxcorr.ruleset import load_ruleset, match, with_builtin
 from evtxcorr.table import to_frame
 
@@ -37,6 +39,7 @@ class Options:
     skew_s: float | None = None
     threshold: float | None = None
     work_dir: Path | None = None  # where zip members are extracted (a private temp dir inside it)
+    source_tz: str | None = None  # IANA zone of exports whose times are local with no zone (CSV)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,6 +50,7 @@ class Options:
             "lookahead_s": self.lookahead_s,
             "skew_s": self.skew_s,
             "threshold": self.threshold,
+            "source_tz": self.source_tz,
         }
 
 
@@ -66,7 +70,8 @@ def analyze(
         sources = discover(list(paths), ledger, work_dir=Path(work_dir))
         if on_sources:
             on_sources(sources)
-        records = _parse_all(sources, ledger, options.backend, progress)
+        _check_zones(sources, options.source_tz)
+        records = _parse_all(sources, ledger, options, progress)
         frame = to_frame(records, ledger)
     signals = match(frame, ruleset)
     incidents = correlate(
@@ -96,12 +101,21 @@ def analyze(
     )
 
 
+def _check_zones(sources: list[Source], source_tz: str | None) -> None:
+    """Exports whose times carry no zone need --source-tz: say so before reading anything."""
+    if source_tz is None:
+        local = [s.display for s in sources if s.kind in NEEDS_ZONE and NEEDS_ZONE[s.kind](s)]
+        if local:
+            raise InputError(zone_error(local))
+
+
 def _parse_all(
-    sources: list[Source], ledger: Ledger, backend: str, progress: ProgressHook | None
+    sources: list[Source], ledger: Ledger, options: Options, progress: ProgressHook | None
 ) -> Iterator[dict]:
     for source in sources:
         entry = ledger.get(source.entry_id)
-        for count, record in enumerate(parse(source, entry, backend=backend), start=1):
+        records = read_source(source, entry, backend=options.backend, source_tz=options.source_tz)
+        for count, record in enumerate(records, start=1):
             if progress and count % 4096 == 0:
                 progress(source, count, False)
             yield record

@@ -15,7 +15,8 @@ import pandas as pd
 
 from evtxcorr.codes import extract_codes
 from evtxcorr.ledger import Ledger
-from evtxcorr.model import COLUMNS, RECORD_FIELDS
+from evtxcorr.model import COLUMNS, EXPORT_FIELDS, RECORD_FIELDS
+from evtxcorr.twins import drop_export_twins
 
 __all__ = ["DTYPES", "DEDUP_KEY", "to_frame"]
 
@@ -34,6 +35,8 @@ DTYPES: dict[str, str] = {
     "version": "Int64",
     "process_id": "Int64",
     "thread_id": "Int64",
+    "payload_known": "bool",
+    "time_unit_us": "int64",
 }
 TUPLE_COLUMNS = ("data", "data_names", "codes")
 # A record's identity: full host name (hv01.contoso.local and hv01.fabrikam.local are two hosts), channel,
@@ -111,18 +114,22 @@ def to_frame(records: Iterable[dict], ledger: Ledger) -> pd.DataFrame:
     """The event table: exactly model.COLUMNS, deduplicated, sorted, with a fresh RangeIndex."""
     # Columns are filled as records stream in: holding every record dict at once costs several times
     # the memory of the values themselves.
-    columns: dict[str, list[object]] = {name: [] for name in RECORD_FIELDS}
+    columns: dict[str, list[object]] = {name: [] for name in (*RECORD_FIELDS, *EXPORT_FIELDS)}
     appends = [(name, columns[name].append) for name in RECORD_FIELDS]
+    optional = [(name, default, columns[name].append) for name, (default, _) in EXPORT_FIELDS.items()]
     for record in records:
         for name, append in appends:
             append(record[name])
-    frame = pd.DataFrame(columns, columns=list(RECORD_FIELDS))
-    del columns, appends
+        for name, default, append_optional in optional:
+            append_optional(record.get(name, default))
+    frame = pd.DataFrame(columns, columns=list(columns))
+    del columns, appends, optional
     if frame.empty:
         return _empty()
     frame["time"] = _times(frame, ledger)
     frame = frame.astype(DTYPES)
     frame["host_key"] = host_keys(frame["host"])
+    frame = drop_export_twins(frame, ledger)
     frame = _drop_duplicates(frame, ledger)
     frame["codes"] = _codes(frame)
     frame = frame.sort_values(SORT_KEY, kind="stable").reset_index(drop=True)
