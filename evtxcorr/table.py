@@ -75,12 +75,13 @@ def _count_per_input(input_ids: pd.Series, ledger: Ledger, counter: str) -> None
 def _drop_duplicates(frame: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
     """`frame` without records read twice; counts duplicates and conflicts on the ledger."""
     keyed = frame.assign(host_fqdn=frame["host"].str.strip().str.lower())
-    duplicated = keyed.duplicated(subset=DEDUP_KEY + CONTENT, keep="first")
+    identified = keyed["record_id"] != 0  # rows of an export without record ids are paired in twins.py
+    duplicated = keyed.duplicated(subset=DEDUP_KEY + CONTENT, keep="first") & identified
     if duplicated.any():
         _count_per_input(frame.loc[duplicated, "input_id"], ledger, "duplicates")
         ledger.warn(f"{int(duplicated.sum())} duplicate record(s) dropped (the same record read twice)")
         keyed, frame = keyed.loc[~duplicated], frame.loc[~duplicated]
-    conflicting = keyed.duplicated(subset=DEDUP_KEY, keep="first")
+    conflicting = keyed.duplicated(subset=DEDUP_KEY, keep="first") & (keyed["record_id"] != 0)
     if conflicting.any():
         _count_per_input(frame.loc[conflicting, "input_id"], ledger, "conflicts")
         ledger.warn(

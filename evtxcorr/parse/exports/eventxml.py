@@ -34,8 +34,10 @@ def needs_zone(source: Source) -> bool:
 
 
 def _parser() -> etree.XMLPullParser:
+    """Only <Event> ends reach Python (any namespace): the rest is parsed in C."""
     return etree.XMLPullParser(
-        events=("start", "end"),
+        events=("end",),
+        tag=("{*}Event", "Event"),
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -84,27 +86,22 @@ def _chunks(source: Source, entry: InputEntry) -> Iterator[bytes]:
 
 def _events(source: Source, entry: InputEntry, failures: Failures) -> Iterator[dict]:
     parser = _parser()
-    depth = index = 0
+    index = 0
     try:
         for chunk in _chunks(source, entry):
             parser.feed(chunk)
-            for action, element in parser.read_events():
-                if action == "start":
-                    depth += 1
-                    continue
-                depth -= 1
-                if depth != 1:
-                    continue
-                if local(element.tag) == "Event":
-                    try:
-                        yield _record(element, entry, index)
-                    except (RecordFormatError, ValueError) as exc:
-                        failures.add(f"event {index} (line {element.sourceline})", str(exc))
-                    index += 1
+            for _, element in parser.read_events():
+                root = element.getparent()
+                if root is None or root.getparent() is not None:
+                    continue  # the root itself, or an element named Event inside an event
+                try:
+                    yield _record(element, entry, index)
+                except (RecordFormatError, ValueError) as exc:
+                    failures.add(f"event {index} (line {element.sourceline})", str(exc))
+                index += 1
                 element.clear()
-                parent = element.getparent()
-                while parent is not None and len(parent) and parent[0] is not element:
-                    del parent[0]
+                while root[0] is not element:  # drop what is read: memory stays one event
+                    del root[0]
         parser.close()
     except etree.XMLSyntaxError as exc:
         what = "the file ends inside an event (truncated?)" if "end" in str(exc).lower() else str(exc)
