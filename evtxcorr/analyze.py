@@ -70,8 +70,8 @@ def analyze(
         sources = discover(list(paths), ledger, work_dir=Path(work_dir))
         if on_sources:
             on_sources(sources)
-        _check_zones(sources, options.source_tz)
-        records = _parse_all(sources, ledger, options, progress)
+        check_zones(sources, options.source_tz)
+        records = read_all(sources, ledger, options, progress)
         frame = to_frame(records, ledger)
     signals = match(frame, ruleset)
     incidents = correlate(
@@ -101,7 +101,7 @@ def analyze(
     )
 
 
-def _check_zones(sources: list[Source], source_tz: str | None) -> None:
+def check_zones(sources: list[Source], source_tz: str | None) -> None:
     """Exports whose times carry no zone need --source-tz: say so before reading anything."""
     if source_tz is None:
         local = [s.display for s in sources if s.kind in NEEDS_ZONE and NEEDS_ZONE[s.kind](s)]
@@ -109,9 +109,10 @@ def _check_zones(sources: list[Source], source_tz: str | None) -> None:
             raise InputError(zone_error(local))
 
 
-def _parse_all(
-    sources: list[Source], ledger: Ledger, options: Options, progress: ProgressHook | None
+def read_all(
+    sources: list[Source], ledger: Ledger, options: Options, progress: ProgressHook | None = None
 ) -> Iterator[dict]:
+    """Every record of every source, in order, each file accounted for on its ledger entry."""
     for source in sources:
         entry = ledger.get(source.entry_id)
         records = read_source(source, entry, backend=options.backend, source_tz=options.source_tz)
