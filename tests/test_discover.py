@@ -50,7 +50,10 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
         (b"<?xml version='1.0'?><Catalog/>", "xml-other"),
         (b"<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>", "xml"),
         ("Level,Date and Time,Source,Event ID,Task Category\r\n".encode("utf-16-le"), "csv"),  # no BOM
-        (b"\xff\xfe" + "レベル,日付と時刻,ソース,イベント ID,タスクのカテゴリ\r\n".encode("utf-16-le"), "csv"),
+        (
+            b"\xff\xfe" + "レベル,日付と時刻,ソース,イベント ID,タスクのカテゴリ\r\n".encode("utf-16-le"),
+            "csv",
+        ),
         ("キーワード,日付と時刻,ソース,イベント ID,タスクのカテゴリ\r\n".encode("cp932"), "csv"),
         (b"Level,Date and Time,Source,Event ID,Task Category\r\nError,", "csv"),
         (b'#TYPE System.Diagnostics.Eventing.Reader.EventLogRecord\r\n"Message","Id","TimeCreated"', "csv"),

@@ -24,7 +24,10 @@ SIGNATURES: tuple[tuple[str, int, bytes], ...] = (
 EXPORT_KINDS = ("xml", "csv", "json")  # event-log exports, read by parse/exports/
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-_XML_PROLOG = re.compile(r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*", re.DOTALL)
+# declaration, comments and a DOCTYPE (the reader refuses that one, saying why)
+_XML_PROLOG = re.compile(
+    r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:(?:<!--.*?-->|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>)\s*)*", re.DOTALL
+)
 _EVENT_ROOT = re.compile(r"<Events?[\s>/]")
 _FIRST_KEY = re.compile(r'^\s*\[?\s*\{\s*"([A-Za-z]+)"\s*:')
 _JSON_KEYS = frozenset(POWERSHELL_COLUMNS)
