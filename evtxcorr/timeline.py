@@ -215,31 +215,25 @@ def _deduplicated(merged: Iterator[tuple], result: TimelineResult) -> Iterator[t
 # --- writers --------------------------------------------------------------------------------------
 
 
+_COPIED = ("host", "channel", "provider", "event_id", "level", "record_id", "binary", "user", "file", "chunk",
+           "offset", "parser")  # fmt: skip
+
+
 def _out_row(
     row: tuple, zone: ZoneInfo, detections: Sequence[str] = (), incidents: Sequence[str] = ()
 ) -> dict[str, Any]:
     moment: datetime = row[_AT["time"]]
-    return {
-        "time": moment.astimezone(zone).isoformat(timespec="microseconds"),
-        "host": row[_AT["host"]],
-        "channel": row[_AT["channel"]],
-        "provider": row[_AT["provider"]],
-        "event_id": row[_AT["event_id"]],
-        "level": row[_AT["level"]],
-        "record_id": row[_AT["record_id"]],
-        "message": _message(row),
-        "data": list(row[_AT["data"]]),
-        "binary": row[_AT["binary"]],
-        "user": row[_AT["user"]],
-        "file": row[_AT["file"]],
-        "chunk": row[_AT["chunk"]],
-        "offset": row[_AT["offset"]],
-        "parser": row[_AT["parser"]],
-        "payload_known": bool(row[_AT["payload_known"]]),
-        "detections": list(detections),
-        "incidents": list(incidents),
-        "_utc": moment,
-    }
+    out: dict[str, Any] = {"time": moment.astimezone(zone).isoformat(timespec="microseconds")}
+    out.update({name: row[_AT[name]] for name in _COPIED})
+    out.update(
+        message=_message(row),
+        data=list(row[_AT["data"]]),
+        payload_known=bool(row[_AT["payload_known"]]),
+        detections=list(detections),
+        incidents=list(incidents),
+        _utc=moment,
+    )
+    return out
 
 
 def _write_csv(rows: Iterable[dict], out: IO[str]) -> None:

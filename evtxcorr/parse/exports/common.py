@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -203,6 +203,30 @@ def int_or_none(value: object) -> int | None:
         return None
 
 
+_POWERSHELL_INTS = (
+    ("Version", "version"), ("Qualifiers", "qualifiers"), ("Level", "level"), ("Task", "task"),
+    ("Opcode", "opcode"), ("ProcessId", "process_id"), ("ThreadId", "thread_id"),
+)  # fmt: skip
+
+
+def fill_powershell(record: dict[str, object], values: Mapping[str, object]) -> None:
+    """The fields PowerShell's EventLogRecord gives (CSV cells or JSON values, objects unwrapped),
+    except TimeCreated and the payload, which the two formats print differently."""
+    record["event_id"] = int(str(values["Id"]))
+    for column, name in _POWERSHELL_INTS:
+        record[name] = int_or_none(values.get(column))
+    record["record_id"] = int_or_none(values.get("RecordId")) or 0
+    record["keywords"] = keywords_hex(values.get("Keywords"))
+    record["provider"] = str(values.get("ProviderName") or "")
+    record["channel"] = str(values.get("LogName") or record["channel"])
+    record["host"] = str(values.get("MachineName") or record["host"])
+    record["user"] = str(values.get("UserId") or "")
+    record["activity_id"] = guid_text(values.get("ActivityId"))
+    record["rendered_message"] = str(values.get("Message") or "")
+    record["rendered_level"] = str(values.get("LevelDisplayName") or "")
+    record["rendered_task"] = str(values.get("TaskDisplayName") or "")
+
+
 def guid_text(value: object) -> str:
     """'{UPPER-CASE}' as RECORD_FIELDS wants ActivityID, from PowerShell's bare lower-case GUID."""
     text = str(value or "").strip().strip("{}").upper()
@@ -260,3 +284,30 @@ def counted(records: Iterator[dict], entry: InputEntry) -> Iterator[dict]:
     finally:
         entry.hosts = sorted(h for h in hosts if h)
         entry.channels = sorted(c for c in channels if c)
+
+
+RecordsOf = Callable[[Source, InputEntry, LocalTimes, Failures], Iterator[dict]]
+
+
+def read_file(
+    kind: str,
+    records: RecordsOf,
+    source: Source,
+    entry: InputEntry,
+    source_tz: str | None,
+    broken: tuple[type[Exception], ...] = (),
+) -> Iterator[dict]:
+    """Run a reader's `records` over one file with the accounting every export reader needs: records
+    counted, failures listed, local times noted, a broken file degraded where it broke, never raised."""
+    entry.format = kind
+    local = LocalTimes(entry, source, zone_of(source_tz))
+    failures = Failures(entry)
+    try:
+        yield from counted(records(source, entry, local, failures), entry)
+    except broken as exc:
+        entry.degrade(f"{kind.upper()} broken after {entry.records} record(s): {exc}; the rest is not read")
+    except OSError as exc:
+        entry.degrade(f"read error: {exc.strerror or exc}")
+    finally:
+        failures.finish()
+        local.finish()

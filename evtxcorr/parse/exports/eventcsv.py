@@ -24,17 +24,14 @@ from evtxcorr.model import Source
 from evtxcorr.parse.exports.common import (
     Failures,
     LocalTimes,
-    counted,
-    guid_text,
+    fill_powershell,
     has_zone,
     head_text,
     host_and_channel,
-    int_or_none,
-    keywords_hex,
     open_text,
     parse_iso,
+    read_file,
     skeleton,
-    zone_of,
 )
 
 PARSER = "csv-export"
@@ -121,21 +118,7 @@ def _eventviewer_row(row: list[str], record: dict, local: LocalTimes) -> None:
 
 def _powershell_row(cells: dict[str, str], record: dict, local: LocalTimes) -> None:
     record["time"], record["time_unit_us"] = read_time(cells["TimeCreated"], local)
-    record["event_id"] = int(cells["Id"])
-    for column, name in (("Version", "version"), ("Qualifiers", "qualifiers"), ("Level", "level"),
-                         ("Task", "task"), ("Opcode", "opcode"), ("ProcessId", "process_id"),
-                         ("ThreadId", "thread_id")):  # fmt: skip
-        record[name] = int_or_none(cells.get(column))
-    record["record_id"] = int_or_none(cells.get("RecordId")) or 0
-    record["keywords"] = keywords_hex(cells.get("Keywords"))
-    record["provider"] = cells.get("ProviderName", "")
-    record["channel"] = cells.get("LogName") or record["channel"]
-    record["host"] = cells.get("MachineName") or record["host"]
-    record["user"] = cells.get("UserId", "")
-    record["activity_id"] = guid_text(cells.get("ActivityId"))
-    record["rendered_message"] = cells.get("Message", "")
-    record["rendered_level"] = cells.get("LevelDisplayName", "")
-    record["rendered_task"] = cells.get("TaskDisplayName", "")
+    fill_powershell(record, cells)
     record["payload_known"] = False  # Properties is a type name in any CSV
 
 
@@ -187,15 +170,4 @@ def _records(source: Source, entry: InputEntry, local: LocalTimes, failures: Fai
 
 def read(source: Source, entry: InputEntry, *, source_tz: str | None = None) -> Iterator[dict]:
     """Records of one CSV export, in file order (`chunk` = row index, `offset` = its first line)."""
-    entry.format = "csv"
-    local = LocalTimes(entry, source, zone_of(source_tz))
-    failures = Failures(entry)
-    try:
-        yield from counted(_records(source, entry, local, failures), entry)
-    except csv.Error as exc:
-        entry.degrade(f"CSV broken after {entry.records} record(s): {exc}; the rest is not read")
-    except OSError as exc:
-        entry.degrade(f"read error: {exc.strerror or exc}")
-    finally:
-        failures.finish()
-        local.finish()
+    return read_file("csv", _records, source, entry, source_tz, (csv.Error,))

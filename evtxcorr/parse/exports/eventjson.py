@@ -26,17 +26,14 @@ from evtxcorr.parse.exports.common import (
     CLASSIC_KEYWORD,
     Failures,
     LocalTimes,
-    counted,
-    guid_text,
+    fill_powershell,
     has_zone,
     head_text,
-    int_or_none,
-    keywords_hex,
     open_text,
     parse_iso,
     parse_net_date,
+    read_file,
     skeleton,
-    zone_of,
 )
 
 PARSER = "json-export"
@@ -161,21 +158,9 @@ def _time(value: Any, local: LocalTimes) -> tuple[datetime, int]:
 
 def _record(item: dict, record: dict, local: LocalTimes) -> None:
     record["time"], record["time_unit_us"] = _time(item["TimeCreated"], local)
-    record["event_id"] = int(item["Id"])
-    for key, name in (("Version", "version"), ("Qualifiers", "qualifiers"), ("Level", "level"),
-                      ("Task", "task"), ("Opcode", "opcode"), ("ProcessId", "process_id"),
-                      ("ThreadId", "thread_id")):  # fmt: skip
-        record[name] = int_or_none(item.get(key))
-    record["record_id"] = int_or_none(item.get("RecordId")) or 0
-    record["keywords"] = keywords_hex(item.get("Keywords"))
-    record["provider"] = str(item.get("ProviderName") or "")
-    record["channel"] = str(item.get("LogName") or record["channel"])
-    record["host"] = str(item.get("MachineName") or record["host"])
-    record["user"] = str(_unwrap(item.get("UserId")) or "")
-    record["activity_id"] = guid_text(_unwrap(item.get("ActivityId")))
-    record["rendered_message"] = str(item.get("Message") or "")
-    record["rendered_level"] = str(item.get("LevelDisplayName") or "")
-    record["rendered_task"] = str(item.get("TaskDisplayName") or "")
+    fill_powershell(
+        record, {**item, "UserId": _unwrap(item.get("UserId")), "ActivityId": _unwrap(item.get("ActivityId"))}
+    )
     payload = _payload(item.get("Properties"), str(record["keywords"]))
     record["payload_known"] = payload is not None
     if payload is not None:
@@ -206,13 +191,4 @@ def _records(source: Source, entry: InputEntry, local: LocalTimes, failures: Fai
 
 def read(source: Source, entry: InputEntry, *, source_tz: str | None = None) -> Iterator[dict]:
     """Records of one JSON export, in file order (`chunk` = object index, `offset` = its line)."""
-    entry.format = "json"
-    local = LocalTimes(entry, source, zone_of(source_tz))
-    failures = Failures(entry)
-    try:
-        yield from counted(_records(source, entry, local, failures), entry)
-    except OSError as exc:
-        entry.degrade(f"read error: {exc.strerror or exc}")
-    finally:
-        failures.finish()
-        local.finish()
+    return read_file("json", _records, source, entry, source_tz, ())

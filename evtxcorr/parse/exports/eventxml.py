@@ -18,7 +18,7 @@ from lxml import etree
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse.exports.common import Failures, counted, head_text, open_text, skeleton
+from evtxcorr.parse.exports.common import Failures, head_text, open_text, read_file, skeleton
 from evtxcorr.parse.normalise import RecordFormatError, element_to_record, local
 
 PARSER = "xml-export"
@@ -110,14 +110,10 @@ def _events(source: Source, entry: InputEntry, failures: Failures) -> Iterator[d
 
 def read(source: Source, entry: InputEntry, *, source_tz: str | None = None) -> Iterator[dict]:
     """Records of one event XML export, in file order (`chunk` = event index, `offset` = its line)."""
-    entry.format = "xml"
     if _DOCTYPE.search(head_text(source.path)):
+        entry.format = "xml"
         entry.skip("XML with a DOCTYPE: not an event export (entities are never expanded)")
-        return
-    failures = Failures(entry)
-    try:
-        yield from counted(_events(source, entry, failures), entry)
-    except OSError as exc:
-        entry.degrade(f"read error: {exc.strerror or exc}")
-    finally:
-        failures.finish()
+        return iter(())
+    return read_file(
+        "xml", lambda src, e, _local, failures: _events(src, e, failures), source, entry, source_tz
+    )
