@@ -277,3 +277,21 @@ def test_record_ids_follow_the_evtx_writer() -> None:
     assert [n.record_id for n in numbered(events, 100)] == [100, 101, 102]
     pinned = [replace(events[0], record_id=7), events[1]]
     assert [n.record_id for n in numbered(pinned, 100)] == [7, 101]
+
+
+def test_cli_source_tz_and_forge_formats(forged: dict, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from evtxcorr.cli import FORGE_EXPORTS, cli
+
+    assert set(FORGE_EXPORTS) == set(FORMATS)
+    folder = str(forged["csv-eventviewer"][0].parents[1])
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["analyze", folder, "-q", "-f", "json", "-o", str(tmp_path / "r.json")])
+    assert missing.exit_code == 1
+    errors = [line for line in missing.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "give --source-tz ZONE" in errors[0]
+    given = ["analyze", folder, "-q", "--source-tz", ZONE, "-f", "json", "-o", str(tmp_path / "r.json")]
+    assert runner.invoke(cli, given).exit_code == 0
+    bad = runner.invoke(cli, ["analyze", folder, "--source-tz", "Nowhere/City"])
+    assert bad.exit_code == 2 and "not an IANA time zone" in bad.output
