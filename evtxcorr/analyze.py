@@ -19,9 +19,11 @@ from evtxcorr.correlate.clusters import collected_hosts, find_clusters, mentions
 from evtxcorr.diagnose import Coverage, diagnose
 from evtxcorr.diagnose.verdicts import finalize
 from evtxcorr.discover import discover
+from evtxcorr.errors import InputError
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
-from evtxcorr.parse import BACKENDS, parse
+from evtxcorr.parse import BACKENDS, read_source
+from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
 from evtxcorr.ruleset import Ruleset, load_ruleset, match, with_builtin
 from evtxcorr.table import to_frame
 
@@ -42,6 +44,7 @@ class Options:
     threshold: float | None = None
     work_dir: Path | None = None  # where zip members are extracted (a private temp dir inside it)
     nodes: tuple[str, ...] = ()  # the cluster's nodes as the engineer knows them (--nodes)
+    source_tz: str | None = None  # IANA zone of exports whose times are local with no zone (CSV)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -53,6 +56,7 @@ class Options:
             "skew_s": self.skew_s,
             "threshold": self.threshold,
             "nodes": list(self.nodes),
+            "source_tz": self.source_tz,
         }
 
 
@@ -72,7 +76,8 @@ def analyze(
         sources = discover(list(paths), ledger, work_dir=Path(work_dir))
         if on_sources:
             on_sources(sources)
-        records = _parse_all(sources, ledger, options.backend, progress)
+        check_zones(sources, options.source_tz)
+        records = read_all(sources, ledger, options, progress)
         frame = to_frame(records, ledger)
     signals = match(frame, ruleset)
     clusters, offsets, incidents, findings, rejected = _per_cluster(frame, signals, ruleset, options, ledger)
@@ -158,12 +163,22 @@ def _per_cluster(
     return clusters, [o for offsets in measured for o in offsets], incidents, findings, rejected
 
 
-def _parse_all(
-    sources: list[Source], ledger: Ledger, backend: str, progress: ProgressHook | None
+def check_zones(sources: list[Source], source_tz: str | None) -> None:
+    """Exports whose times carry no zone need --source-tz: say so before reading anything."""
+    if source_tz is None:
+        local = [s.display for s in sources if s.kind in NEEDS_ZONE and NEEDS_ZONE[s.kind](s)]
+        if local:
+            raise InputError(zone_error(local))
+
+
+def read_all(
+    sources: list[Source], ledger: Ledger, options: Options, progress: ProgressHook | None = None
 ) -> Iterator[dict]:
+    """Every record of every source, in order, each file accounted for on its ledger entry."""
     for source in sources:
         entry = ledger.get(source.entry_id)
-        for count, record in enumerate(parse(source, entry, backend=backend), start=1):
+        records = read_source(source, entry, backend=options.backend, source_tz=options.source_tz)
+        for count, record in enumerate(records, start=1):
             if progress and count % 4096 == 0:
                 progress(source, count, False)
             yield record

@@ -14,7 +14,14 @@ import click
 from evtxcorr import __version__
 from evtxcorr.errors import EvtxcorrError
 
+# Export formats `forge build --format` writes besides evtx (evtxcorr.forge.exports.FORMATS; kept here
+# as names so that --help does not import the forge).
+FORGE_EXPORTS = (
+    "xml", "xml-ja", "xml-wevtutil", "csv", "csv-ja", "csv-eventviewer", "csv-eventviewer-ja", "json", "json-ps5",
+)  # fmt: skip
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+EXPORT_FORMATS = ("xml", "csv", "json")  # ledger formats of event-log exports (discover/sniff.py)
 
 
 class _Group(click.Group):
@@ -91,6 +98,13 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Display time zone (IANA name). Analysis is always in UTC; JSON stays UTC.",
 )
 @click.option(
+    "--source-tz",
+    "source_tz",
+    callback=lambda ctx, param, value: value and _zone(ctx, param, value),
+    help="Time zone (IANA name) of the Windows machine that exported CSV files whose times are local "
+    "with no zone (Event Viewer CSV, PowerShell Export-Csv). Required when such a file is given.",
+)
+@click.option(
     "--parser",
     "backend",
     type=click.Choice(["evtx", "python-evtx"]),
@@ -149,12 +163,14 @@ def analyze(
     nodes: tuple[str, ...],
     work_dir: Path | None,
     quiet: bool,
+    source_tz: str | None,
 ) -> None:
     """Analyse a log bundle and write the root-cause report.
 
-    PATHS are .evtx files, folders (searched recursively) and .zip bundles (nested zips too).
-    Event logs are recognised by content, not by name; every file is accounted for in the report
-    (analysed, partial or skipped, with the reason). Records exported twice count once.
+    PATHS are .evtx files, folders (searched recursively), .zip bundles (nested zips too) and
+    event-log exports: Event Viewer or wevtutil XML, PowerShell or Event Viewer CSV, PowerShell
+    JSON. Event logs are recognised by content, not by name; every file is accounted for in the
+    report (analysed, partial or skipped, with the reason). Records exported twice count once.
 
     \b
     Examples:
@@ -162,6 +178,7 @@ def analyze(
         evtxcorr analyze HV01/System.evtx HV02/System.evtx --format json -o out.json
         evtxcorr analyze bundle/ --lang ja --tz Asia/Tokyo -o report.html
         evtxcorr analyze HV01/ HV03/ --nodes HV01,HV02,HV03 -o report/   # HV02's logs are missing
+        evtxcorr analyze System.csv Cluster.xml --source-tz Asia/Tokyo -o report/
 
     Exit code 0 when the analysis ran, whether or not a cause was found; 1 when the input is
     unusable (a path that does not exist, no event log anywhere in it).
@@ -183,10 +200,13 @@ def analyze(
         threshold=threshold,
         work_dir=work_dir,
         nodes=nodes,
+        source_tz=source_tz,
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
-    if not any(entry.format == "evtx" for entry in report.ledger.entries):
+    if not any(
+        e.format == "evtx" or (e.format in EXPORT_FORMATS and e.records) for e in report.ledger.entries
+    ):
         looked = len(report.ledger.entries)
         raise EvtxcorrError(
             f"no Windows event log (.evtx) found in {', '.join(map(str, paths))} "
@@ -441,6 +461,76 @@ def _batch_summary(result) -> None:  # type: ignore[no-untyped-def]
         click.echo(f"  wrote {path}", err=True)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Timeline file to write."
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "jsonl", "timesketch"]),
+    default="csv",
+    show_default=True,
+    help="csv (spreadsheets; formula-like cells neutralised), parquet (pandas; needs evtxcorr[parquet]), "
+    "jsonl, timesketch (JSONL with message, datetime, timestamp_desc).",
+)
+@click.option(
+    "--matched", is_flag=True, help="Only records a detection matched, with detection names and incident ids."
+)
+@click.option("--tz", default="UTC", show_default=True, callback=_zone, help="Zone the times are written in.")
+@click.option(
+    "--source-tz",
+    "source_tz",
+    callback=lambda ctx, param, value: value and _zone(ctx, param, value),
+    help="Time zone of the machine that exported CSV files with local times (as for analyze).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Where zip members are extracted and sorted runs are kept while merging (default: system temp).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+def timeline(
+    paths: tuple[Path, ...],
+    output: Path,
+    fmt: str,
+    matched: bool,
+    tz: str,
+    source_tz: str | None,
+    work_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """Write the merged, time-ordered event table of every host (every record, or --matched ones).
+
+    Each row says where it came from (file, record id, chunk/offset). The same record read twice,
+    or as an export beside its .evtx, is written once. Streams: memory stays bounded on big bundles.
+
+    \b
+    Examples:
+        evtxcorr timeline case-1234.zip -o timeline.csv
+        evtxcorr timeline bundle/ -o events.parquet --format parquet --tz Asia/Tokyo
+        evtxcorr timeline bundle/ -o ts.jsonl --format timesketch --matched
+    """
+    from evtxcorr.analyze import Options
+    from evtxcorr.progress import Progress
+    from evtxcorr.timeline import write_timeline
+
+    options = Options(source_tz=source_tz, work_dir=work_dir)
+    with Progress(enabled=not quiet) as progress:
+        result = write_timeline(
+            list(paths), output, fmt=fmt, matched=matched, tz=tz, options=options,
+            progress=progress.update, on_sources=progress.start,
+        )  # fmt: skip
+    if not quiet:
+        click.echo(
+            f"evtxcorr: {result.rows} rows ({result.duplicates} duplicates dropped) to {output}", err=True
+        )
+        for warning in result.ledger.warnings:
+            click.echo(f"  warning: {warning}", err=True)
+
+
 @cli.group(context_settings=CONTEXT)
 def forge() -> None:
     """Build realistic .evtx bundles for a scenario (test fixtures, demos, repros).
@@ -479,13 +569,37 @@ def forge_list() -> None:
     help="File naming: plain HOST/System.evtx, TSS {HOST}_evt_System.evtx, PrivateCloud.DiagnosticInfo.",
 )
 @click.option("--zip", "as_zip", is_flag=True, help="Also pack the bundle as a .zip.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["evtx", *FORGE_EXPORTS]),
+    default="evtx",
+    show_default=True,
+    help="Write each log as .evtx or as an export: xml (Event Viewer, -ja: Japanese rendering), "
+    "xml-wevtutil, csv (PowerShell Export-Csv; -ja: ja-JP, UTF-16), csv-eventviewer[-ja], "
+    "json (PowerShell 7), json-ps5 (Windows PowerShell, UTF-16).",
+)
+@click.option(
+    "--tz",
+    default="UTC",
+    show_default=True,
+    callback=_zone,
+    help="Time zone of the exporting machine: local times in CSV and PowerShell 7 JSON.",
+)
 def forge_build(
-    scenario: str, output: Path, seed: int | None, scale: float, layout: str, as_zip: bool
+    scenario: str, output: Path, seed: int | None, scale: float, layout: str, as_zip: bool, fmt: str, tz: str
 ) -> None:
-    """Write the bundle of SCENARIO (a shipped id or a scenario YAML file)."""
+    """Write the bundle of SCENARIO (a shipped id or a scenario YAML file).
+
+    \b
+        evtxcorr forge build shared-nic-sole-dc-path -o /tmp/b --format csv-eventviewer-ja --tz Asia/Tokyo
+    """
     from evtxcorr.forge import forge_bundle
 
-    for path in forge_bundle(scenario, output, seed=seed, scale=scale, layout=layout, zip=as_zip):
+    written = forge_bundle(
+        scenario, output, seed=seed, scale=scale, layout=layout, zip=as_zip, format=fmt, tz=tz
+    )
+    for path in written:
         click.echo(str(path))
 
 

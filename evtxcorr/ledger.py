@@ -33,6 +33,8 @@ class InputEntry:
     chunks_failed: int = 0  # chunks that could not be read at all (bad magic mid-file, truncated...)
     chunks_skipped: int = 0  # chunks not parsed because no rule can match them (selective parsing)
     recovered: int = 0  # records one backend missed and the other recovered
+    source_tz: str = ""  # the zone this export's local times were read in (--source-tz); '' when they
+    # carried their own zone or offset
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, text: str) -> None:

@@ -36,10 +36,34 @@ RECORD_FIELDS: dict[str, str] = {
     "binary": "EventData/Binary as upper-case hex ('' when absent or empty)",
     "file": "display path of the input file (zip members as 'bundle.zip!dir/System.evtx')",
     "input_id": "ledger id of the input file (InputEntry.id): unique where display paths repeat",
-    "chunk": "chunk index in the file (0-based, counted from the first chunk after the file header)",
-    "offset": "byte offset of the record in the file",
-    "parser": "backend that produced the record ('evtx' or 'python-evtx')",
+    "chunk": "chunk index in the file (0-based, counted from the first chunk after the file header); "
+    "for an export, the record's index in the file (0-based)",
+    "offset": "byte offset of the record in the file; for an export, the line the record starts on (1-based)",
+    "parser": "reader that produced the record: 'evtx' or 'python-evtx' (.evtx), 'xml-export', "
+    "'csv-export', 'json-export'",
 }
+
+# Fields an export reader (parse/exports/: XML, CSV, JSON exports) sets on its records, with the value
+# every .evtx record has; the table fills the default in where a record leaves a field out.
+EXPORT_FIELDS: dict[str, tuple[object, str]] = {
+    "payload_known": (
+        True,
+        "False when the input carries no payload values (Event Viewer CSV, PowerShell Export-Csv, "
+        "ConvertTo-Json at its default depth): `data`/`binary` are empty, so a detection on payload "
+        "positions can neither match nor be ruled out on this row (unknown, not absent)",
+    ),
+    "time_unit_us": (
+        1,
+        "resolution of `time` in the input, in microseconds: 1 (.evtx, XML), 1000 (ConvertTo-Json "
+        "'/Date(ms)/'), 1000000 (CSV, to the second); an export row matches its .evtx twin at this precision",
+    ),
+    "rendered_message": ("", "message text as the exporting Windows rendered it (RenderingInfo, CSV), or ''"),
+    "rendered_level": ("", "level name as rendered by Windows ('Error', 'エラー'), or ''"),
+    "rendered_task": ("", "task category as rendered by Windows, or ''"),
+    "rendered_culture": ("", "RenderingInfo/@Culture ('ja-JP') of the rendered texts, or '' when not said"),
+}
+# Export rows leave out what their format lacks: `record_id` 0 (Event Viewer CSV has none; no real log
+# uses 0), `host` / `channel` '' when neither the file nor its name says (then unknown, never matched).
 
 # The event table adds these derived columns to RECORD_FIELDS (table.py computes them).
 DERIVED_COLUMNS: dict[str, str] = {
@@ -47,7 +71,7 @@ DERIVED_COLUMNS: dict[str, str] = {
     "codes": "tuple of status codes found in the record, canonical upper-case hex '0xC000005E'",
 }
 
-COLUMNS: tuple[str, ...] = tuple(RECORD_FIELDS) + tuple(DERIVED_COLUMNS)
+COLUMNS: tuple[str, ...] = tuple(RECORD_FIELDS) + tuple(EXPORT_FIELDS) + tuple(DERIVED_COLUMNS)
 
 ROLES = ("required", "supporting", "refuting")
 
@@ -58,7 +82,7 @@ class Source:
 
     path: Path  # a readable local file (zip members are extracted to a work dir first)
     display: str  # what reports call it: 'bundle.zip!HV01/System.evtx'
-    kind: str  # 'evtx' (recognised by content); later: 'xml', 'csv'
+    kind: str  # 'evtx', or an export: 'xml', 'csv', 'json' (all recognised by content)
     host_hint: str | None = None  # host named by the file name (TSS / PrivateCloud layouts), if any
     channel_hint: str | None = None  # channel named by the file name, if any
     entry_id: int = -1  # its ledger entry (Ledger.get); -1 when made outside discover()

@@ -15,7 +15,8 @@ import pandas as pd
 
 from evtxcorr.codes import extract_codes
 from evtxcorr.ledger import Ledger
-from evtxcorr.model import COLUMNS, RECORD_FIELDS
+from evtxcorr.model import COLUMNS, EXPORT_FIELDS, RECORD_FIELDS
+from evtxcorr.twins import drop_export_twins
 
 __all__ = ["DTYPES", "DEDUP_KEY", "to_frame"]
 
@@ -34,6 +35,8 @@ DTYPES: dict[str, str] = {
     "version": "Int64",
     "process_id": "Int64",
     "thread_id": "Int64",
+    "payload_known": "bool",
+    "time_unit_us": "int64",
 }
 TUPLE_COLUMNS = ("data", "data_names", "codes")
 # A record's identity: full host name (hv01.contoso.local and hv01.fabrikam.local are two hosts), channel,
@@ -72,12 +75,13 @@ def _count_per_input(input_ids: pd.Series, ledger: Ledger, counter: str) -> None
 def _drop_duplicates(frame: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
     """`frame` without records read twice; counts duplicates and conflicts on the ledger."""
     keyed = frame.assign(host_fqdn=frame["host"].str.strip().str.lower())
-    duplicated = keyed.duplicated(subset=DEDUP_KEY + CONTENT, keep="first")
+    identified = keyed["record_id"] != 0  # rows of an export without record ids are paired in twins.py
+    duplicated = keyed.duplicated(subset=DEDUP_KEY + CONTENT, keep="first") & identified
     if duplicated.any():
         _count_per_input(frame.loc[duplicated, "input_id"], ledger, "duplicates")
         ledger.warn(f"{int(duplicated.sum())} duplicate record(s) dropped (the same record read twice)")
         keyed, frame = keyed.loc[~duplicated], frame.loc[~duplicated]
-    conflicting = keyed.duplicated(subset=DEDUP_KEY, keep="first")
+    conflicting = keyed.duplicated(subset=DEDUP_KEY, keep="first") & (keyed["record_id"] != 0)
     if conflicting.any():
         _count_per_input(frame.loc[conflicting, "input_id"], ledger, "conflicts")
         ledger.warn(
@@ -111,18 +115,24 @@ def to_frame(records: Iterable[dict], ledger: Ledger) -> pd.DataFrame:
     """The event table: exactly model.COLUMNS, deduplicated, sorted, with a fresh RangeIndex."""
     # Columns are filled as records stream in: holding every record dict at once costs several times
     # the memory of the values themselves.
-    columns: dict[str, list[object]] = {name: [] for name in RECORD_FIELDS}
+    columns: dict[str, list[object]] = {name: [] for name in (*RECORD_FIELDS, *EXPORT_FIELDS)}
     appends = [(name, columns[name].append) for name in RECORD_FIELDS]
+    optional = [(name, default, columns[name].append) for name, (default, _) in EXPORT_FIELDS.items()]
     for record in records:
         for name, append in appends:
             append(record[name])
-    frame = pd.DataFrame(columns, columns=list(RECORD_FIELDS))
-    del columns, appends
+        for name, default, append_optional in optional:
+            append_optional(record.get(name, default))
+    # Text stays Python objects: pandas 3 would infer pyarrow strings where pyarrow is installed, and
+    # those refuse what a file name can hold (os.fsdecode's lone surrogates from a Shift_JIS folder).
+    frame = pd.DataFrame(columns, columns=list(columns), dtype=object)
+    del columns, appends, optional
     if frame.empty:
         return _empty()
     frame["time"] = _times(frame, ledger)
     frame = frame.astype(DTYPES)
     frame["host_key"] = host_keys(frame["host"])
+    frame = drop_export_twins(frame, ledger)
     frame = _drop_duplicates(frame, ledger)
     frame["codes"] = _codes(frame)
     frame = frame.sort_values(SORT_KEY, kind="stable").reset_index(drop=True)

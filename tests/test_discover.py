@@ -43,9 +43,23 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
         (b"\x00" * 4096 + b"ElfChnk\x00", "evtx"),  # damaged file header, chunks intact
         (b"PK\x03\x04rest", "zip"),
         (b"", "empty"),
-        (b'"TimeCreated","Id"\r\n', "text"),
+        (b'"TimeCreated","Id"\r\n', "csv"),  # a PowerShell Select-Object ... | Export-Csv
+        (b'"Level","Date"\r\n', "text"),
         (b"\xff\xfeL\x00e\x00", "text"),
         (b"<?xml version='1.0'?><Events/>", "xml"),
+        (b"<?xml version='1.0'?><Catalog/>", "xml-other"),
+        (b"<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>", "xml"),
+        ("Level,Date and Time,Source,Event ID,Task Category\r\n".encode("utf-16-le"), "csv"),  # no BOM
+        (
+            b"\xff\xfe" + "レベル,日付と時刻,ソース,イベント ID,タスクのカテゴリ\r\n".encode("utf-16-le"),
+            "csv",
+        ),
+        ("キーワード,日付と時刻,ソース,イベント ID,タスクのカテゴリ\r\n".encode("cp932"), "csv"),
+        (b"Level,Date and Time,Source,Event ID,Task Category\r\nError,", "csv"),
+        (b'#TYPE System.Diagnostics.Eventing.Reader.EventLogRecord\r\n"Message","Id","TimeCreated"', "csv"),
+        (b'[\r\n    {\r\n        "Message":  "x",', "json"),
+        (b'{"Id": 5719, "TimeCreated": "/Date(1)/"}', "json"),
+        (b'{"name": "not an event"}', "text"),
         (b"\x00\x01\x02\x03garbage", "unknown"),
     ],
 )

@@ -1,4 +1,5 @@
-"""Stage 1: paths given on the command line -> EVTX sources to parse, every file ledgered.
+"""Stage 1: paths given on the command line -> sources to parse (.evtx and event-log exports), every
+file ledgered.
 
 Files are recognised by content (sniff.py), not by name. Folders are walked recursively, zips
 (nested too) are extracted safely into `work_dir` (archive.py), names are matched against known
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from evtxcorr.discover.archive import ArchiveLimits, Budget, LimitExceeded, Member, extract, members
 from evtxcorr.discover.layouts import evtx_sibling, hints
-from evtxcorr.discover.sniff import sniff
+from evtxcorr.discover.sniff import EXPORT_KINDS, sniff
 from evtxcorr.errors import InputError
 from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import Source
@@ -26,7 +27,7 @@ __all__ = ["ArchiveLimits", "discover", "entry_for"]
 DEFAULT_LIMITS = ArchiveLimits()
 SKIP_REASONS = {
     "empty": "empty file",
-    "xml": "XML export, not analysed in this version",
+    "xml-other": "XML, but not an event log export (no <Events> or <Event> root)",
     "unknown": "not an EVTX file (unrecognised content)",
 }
 
@@ -68,7 +69,8 @@ def _text_reason(base_name: str, siblings: set[str]) -> str:
 def _add_file(
     walk: _Walk, path: Path, display: str, siblings: set[str], depth: int, budget: Budget | None
 ) -> None:
-    """Ledger one file and, if it is EVTX, make it a source; zips are opened recursively."""
+    """Ledger one file and, if it is EVTX or an event-log export, make it a source; zips are opened
+    recursively."""
     base = display.replace("\\", "/").rsplit("/", 1)[-1].rsplit("!", 1)[-1]
     try:
         kind = sniff(path)
@@ -76,13 +78,11 @@ def _add_file(
         walk.ledger.add(display, status="skipped", reason=f"unreadable: {exc.strerror or exc}")
         return
     size = _size(path)
-    if kind == "evtx":
+    if kind == "evtx" or kind in EXPORT_KINDS:  # an export beside its .evtx too: table drops twins
         hint = hints(base)
-        entry = walk.ledger.add(display, format="evtx", size=size)
+        entry = walk.ledger.add(display, format=kind, size=size)
         walk.sources.append(
-            Source(
-                path, entry.path, "evtx", host_hint=hint.host, channel_hint=hint.channel, entry_id=entry.id
-            )
+            Source(path, entry.path, kind, host_hint=hint.host, channel_hint=hint.channel, entry_id=entry.id)
         )
     elif kind == "zip":
         _add_zip(walk, path, display, size, depth, budget)
@@ -92,7 +92,7 @@ def _add_file(
     elif kind == "text":
         walk.ledger.add(display, format="text", size=size, status="skipped", reason="text file, not EVTX")
     else:
-        walk.ledger.add(display, format=kind if kind == "xml" else "unknown", size=size,
+        walk.ledger.add(display, format="xml" if kind == "xml-other" else "unknown", size=size,
                         status="skipped", reason=SKIP_REASONS[kind])  # fmt: skip
 
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 # (layout name, pattern on the base name). Groups: host, channel, ext. First match wins.
 LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # TSS / SDP collectors: HV01_evt_System.evtx, HV01_evt_Microsoft-Windows-...-Operational.csv
-    ("tss", re.compile(r"^(?P<host>[^_\\/]+)_evt_(?P<channel>.+)\.(?P<ext>evtx|csv|txt)$", re.IGNORECASE)),
+    ("tss", re.compile(r"^(?P<host>[^_\\/]+)_evt_(?P<channel>.+)\.(?P<ext>evtx|csv|txt|xml|json)$", re.IGNORECASE)),
     # Get-SDDCDiagnosticInfo (PrivateCloud.DiagnosticInfo): HV01_UnfilteredEvent_System.EVTX
     ("sddc", re.compile(r"^(?P<host>[^_\\/]+)_UnfilteredEvent_(?P<channel>.+)\.(?P<ext>evtx)$", re.IGNORECASE)),
     # %SystemRoot%\System32\winevt\Logs: '%4' stands for '/' in channel names
-    ("winevt", re.compile(r"^(?P<channel>[^_\\/]*%4[^\\/]+)\.(?P<ext>evtx)$", re.IGNORECASE)),
+    ("winevt", re.compile(r"^(?P<channel>[^_\\/]*%4[^\\/]+)\.(?P<ext>evtx|xml|csv|json)$", re.IGNORECASE)),
     ("winevt", re.compile(
         r"^(?P<channel>Application|System|Security|Setup|ForwardedEvents|HardwareEvents"
-        r"|Microsoft-Windows-[A-Za-z0-9.-]+-(?:Admin|Operational|Diagnostic))\.(?P<ext>evtx)$",
+        r"|Microsoft-Windows-[A-Za-z0-9.-]+-(?:Admin|Operational|Diagnostic))\.(?P<ext>evtx|xml|csv|json)$",
         re.IGNORECASE,
     )),
 )  # fmt: skip

@@ -1,8 +1,16 @@
-"""What a file is, from its first bytes: the SIGNATURES table, read top to bottom, first match wins."""
+"""What a file is, from its first bytes: the SIGNATURES table, read top to bottom, first match wins;
+then, for text, whether it is an event-log export (EXPORT_KINDS), by its content, never its name:
+an XML whose root is <Events> (Event Viewer) or an <Event> stream (wevtutil), a CSV whose header row
+is a known export header (evtxcorr.formats) in UTF-8, UTF-16 or cp932, a JSON array or object whose
+first key is one of PowerShell's EventLogRecord properties."""
 
 from __future__ import annotations
 
+import codecs
+import re
 from pathlib import Path
+
+from evtxcorr.formats import POWERSHELL_COLUMNS, first_line, split_header
 
 HEAD_SIZE = 4096 + 8  # enough to see a chunk signature behind a damaged file header
 
@@ -12,25 +20,63 @@ SIGNATURES: tuple[tuple[str, int, bytes], ...] = (
     ("evtx", 4096, b"ElfChnk\x00"),
     ("zip", 0, b"PK\x03\x04"),
     ("zip", 0, b"PK\x05\x06"),  # empty archive
-    ("xml", 0, b"<?xml"),
-    ("xml", 0, b"\xef\xbb\xbf<?xml"),
-    ("xml", 0, b"<Events"),
-    ("text", 0, b"\xef\xbb\xbf"),  # UTF-8 BOM
-    ("text", 0, b"\xff\xfe"),  # UTF-16LE BOM (Event Viewer / PowerShell exports)
-    ("text", 0, b"\xfe\xff"),
 )
+EXPORT_KINDS = ("xml", "csv", "json")  # event-log exports, read by parse/exports/
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# declaration, comments and a DOCTYPE (the reader refuses that one, saying why)
+_XML_PROLOG = re.compile(
+    r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:(?:<!--.*?-->|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>)\s*)*", re.DOTALL
+)
+_EVENT_ROOT = re.compile(r"<Events?[\s>/]")
+_FIRST_KEY = re.compile(r'^\s*\[?\s*\{\s*"([A-Za-z]+)"\s*:')
+_JSON_KEYS = frozenset(POWERSHELL_COLUMNS)
 
 
 def sniff_bytes(head: bytes) -> str:
-    """'evtx', 'zip', 'xml', 'text', 'empty' or 'unknown' for the first bytes of a file."""
+    """'evtx', 'zip', an export kind ('xml', 'csv', 'json'), 'xml-other' (XML that is no event
+    export), 'text', 'empty' or 'unknown' for the first bytes of a file."""
     if not head:
         return "empty"
     for kind, offset, magic in SIGNATURES:
         if head[offset : offset + len(magic)] == magic:
             return kind
+    text = _text(head)
+    return "unknown" if text is None else _text_kind(text)
+
+
+def _text(head: bytes) -> str | None:
+    """The head decoded (a BOM says how; else UTF-8, else the Japanese ANSI code page), or None
+    when it is not text."""
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            body = head[len(bom) :]
+            if "16" in codec:
+                body = body[: len(body) // 2 * 2]
+            return body.decode(codec, "replace")
+    if len(head) >= 8 and head[1:8:2] == b"\0\0\0\0" and b"\0" not in head[0:8:2]:  # UTF-16 LE, no BOM
+        return head[: len(head) // 2 * 2].decode("utf-16-le", "replace")
     if _looks_like_text(head):
-        return "text"
-    return "unknown"
+        return head.decode("utf-8", "replace")
+    if b"\x00" not in head[:4096]:
+        try:
+            return head.decode("cp932")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _text_kind(text: str) -> str:
+    stripped = text.lstrip()
+    if stripped.startswith("<"):
+        after = text[_XML_PROLOG.match(text).end() :]  # type: ignore[union-attr]
+        return "xml" if _EVENT_ROOT.match(after) else "xml-other"
+    first_key = _FIRST_KEY.match(text)
+    if first_key and first_key.group(1) in _JSON_KEYS:
+        return "json"
+    if split_header(first_line(text)):
+        return "csv"
+    return "text"
 
 
 def _looks_like_text(head: bytes) -> bool:

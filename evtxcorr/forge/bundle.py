@@ -23,6 +23,7 @@ from pathlib import Path
 
 from evtxcorr.forge.catalog import load_catalog, message
 from evtxcorr.forge.events import Classic, EventData, ForgedEvent, UserData
+from evtxcorr.forge.exports import FORMATS, write_export
 from evtxcorr.forge.scenario import Scenario
 from evtxcorr.forge.timeline import as_scenario, iter_expand
 from evtxcorr.forge.writer import evtx_bytes, write_evtx
@@ -78,13 +79,18 @@ def forge_bundle(
     layout: str = "plain",
     zip: bool = False,
     name: str | None = None,
+    format: str = "evtx",
+    tz: str = "UTC",
 ) -> list[Path]:
     """Write the scenario's bundle as out_dir/NAME/ (NAME defaults to the scenario id); returns the files.
 
     With zip=True the result is out_dir/NAME.zip holding the NAME/ folder, and only the zip is returned.
+    `format` other than 'evtx' writes each log as that export (exports.FORMATS), its local times in `tz`.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout '{layout}'; choose from {', '.join(LAYOUTS)}")
+    if format != "evtx" and format not in FORMATS:
+        raise ValueError(f"unknown format '{format}'; choose from evtx, {', '.join(FORMATS)}")
     scenario = as_scenario(scenario)
     name = name or scenario.id
     out_dir = Path(out_dir)
@@ -96,6 +102,9 @@ def forge_bundle(
         host = fqdn.split(".")[0]
         path = folder / LAYOUTS[layout](host, channel)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if format != "evtx":
+            written.append(write_export(path, events, format, first_record_id=first_id, tz=tz))
+            continue
         if layout == "tss":
             events = list(events)
             written += _text_exports(path, events)

@@ -17,7 +17,7 @@ from evtxcorr.model import Source
 from evtxcorr.parse import pure, rust
 from evtxcorr.parse.chunks import Chunk, FileHeader, RecordSlot, iter_chunks, parse_file_header
 
-__all__ = ["BACKENDS", "ChunkResult", "parse"]
+__all__ = ["BACKENDS", "ChunkResult", "parse", "read_source"]
 
 MAX_LOCATED_FAILURES = 5  # failed records named one by one in the warnings; the rest are summed
 MAX_RECORDS_PER_CHUNK = (65536 - 512) // 32  # a chunk header announcing more is itself damaged
@@ -293,3 +293,15 @@ def parse(
     finally:
         if entry.status != "skipped":
             _fold(entry, source, tally, header_chunks)
+
+
+def read_source(
+    source: Source, entry: InputEntry, *, backend: str = "evtx", source_tz: str | None = None
+) -> Iterator[dict]:
+    """Records of a source of any kind: .evtx through parse(), an export (XML, CSV, JSON) through
+    its reader in parse/exports/ (READERS, keyed by Source.kind)."""
+    from evtxcorr.parse.exports import READERS
+
+    if source.kind == "evtx":
+        return parse(source, entry, backend=backend)
+    return READERS[source.kind](source, entry, source_tz=source_tz)
