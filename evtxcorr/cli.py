@@ -1,6 +1,8 @@
 """The command line: thin commands over the library. The only module that imports click.
 
-Library errors (EvtxcorrError) become one line on stderr and exit code 1; --debug shows tracebacks.
+Library errors (EvtxcorrError) and OS errors become one line on stderr and exit code 1 (2 for a
+bad -o, found before any work); SIGINT and SIGTERM exit 130 and 143 after cleaning up (signals.py);
+--debug shows tracebacks. Everything printed from the inputs goes through terminal.safe().
 """
 
 from __future__ import annotations
@@ -12,21 +14,44 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from evtxcorr import __version__
-from evtxcorr.errors import EvtxcorrError
+from evtxcorr.errors import EvtxcorrError, OutputError
+from evtxcorr.signals import Interrupted, interruptible
+from evtxcorr.terminal import safe
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class _OptionError(click.ClickException):
+    """A bad option found by checking it (not by click's parser): one 'Error:' line, exit code 2."""
+
+    exit_code = 2
+
+
 class _Group(click.Group):
-    """Turns library errors into 'Error: ...' lines instead of tracebacks."""
+    """Turns library and OS errors into 'Error: ...' lines instead of tracebacks, and signals into
+    exit codes 130 (SIGINT) and 143 (SIGTERM) once every cleanup has run."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            with interruptible():
+                return super().invoke(ctx)
+        except Interrupted as stop:
+            done = (
+                "; no report written, temporary files removed" if ctx.invoked_subcommand == "analyze" else ""
+            )
+            click.echo(f"Error: {stop}{done}", err=True)
+            raise SystemExit(stop.exit_code) from None
         except EvtxcorrError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(safe(error)) from None
+        except BrokenPipeError:  # stdout closed early (`| head`): nothing left to say
+            raise SystemExit(1) from None
+        except OSError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(safe(f"{where}{error.strerror or error}")) from None
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -65,8 +90,9 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
-    help="Report file (its suffix picks the format) or folder (evtxcorr-report.html/.md/.json). "
+    type=click.Path(),
+    help="Report file (.html, .md or .json: the suffix picks the format) or folder (an existing one, "
+    "or a path ending in '/': evtxcorr-report.html/.md/.json). Never one of the inputs. "
     "Without it: Markdown on stdout.",
 )
 @click.option(
@@ -125,7 +151,7 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def analyze(
     paths: tuple[Path, ...],
-    output: Path | None,
+    output: str | None,
     formats: tuple[str, ...],
     lang: str,
     tz: str,
@@ -152,15 +178,21 @@ def analyze(
         evtxcorr analyze bundle/ --lang ja --tz Asia/Tokyo -o report.html
 
     Exit code 0 when the analysis ran, whether or not a cause was found; 1 when the input is
-    unusable (a path that does not exist, no event log anywhere in it).
+    unusable (a path that does not exist, no event log anywhere in it: the error says why) or the
+    report cannot be written; 2 for a bad option (a bad -o is found before any work); 130 and 143
+    when stopped by Ctrl-C or SIGTERM (temporary files removed, no report written).
     """
     from evtxcorr.analyze import Options
     from evtxcorr.analyze import analyze as run_analysis
-    from evtxcorr.output import plan_outputs, write_atomic
+    from evtxcorr.output import plan_outputs, write_reports
     from evtxcorr.progress import Progress
     from evtxcorr.render import render
+    from evtxcorr.summary import nothing_usable, summary_lines
 
-    plan = plan_outputs(output, formats)
+    try:
+        plan = plan_outputs(output, formats, inputs=paths)
+    except OutputError as error:
+        raise _OptionError(safe(error)) from None
     options = Options(
         backend=backend,
         rule_dirs=rule_dirs,
@@ -173,48 +205,19 @@ def analyze(
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
-    if not any(entry.format == "evtx" for entry in report.ledger.entries):
-        looked = len(report.ledger.entries)
-        raise EvtxcorrError(
-            f"no Windows event log (.evtx) found in {', '.join(map(str, paths))} "
-            f"({looked} file{'s' if looked != 1 else ''} looked at)"
-        )
+    unusable = nothing_usable(report.ledger, paths)
+    if unusable:
+        raise EvtxcorrError(unusable)
+    texts = {fmt: render(report, fmt, lang=lang, tz=tz) for fmt in plan}
+    files = {target: texts[fmt] for fmt, target in plan.items() if target is not None}
+    write_reports(files)
     for fmt, target in plan.items():
-        text = render(report, fmt, lang=lang, tz=tz)
         if target is None:
+            text = safe(texts[fmt], keep_lines=True) if sys.stdout.isatty() else texts[fmt]
             click.echo(text, nl=not text.endswith("\n"))
-        else:
-            write_atomic(target, text)
     if not quiet:
-        _summary(report, [p for p in plan.values() if p is not None])
-
-
-def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-def]
-    from evtxcorr.table import host_names
-
-    totals = report.ledger.totals()
-    names = host_names(report.frame)
-
-    def err(text: str) -> None:
-        click.echo(text, err=True)
-
-    incidents = len(report.incidents)
-    err(
-        f"evtxcorr: {totals['files']} files, {totals['records_unique']} records "
-        f"({totals['records_failed']} failed, {totals['duplicates']} duplicates"
-        + (f", {totals['conflicts']} conflicting copies" if totals["conflicts"] else "")
-        + "), "
-        f"{incidents} incident{'' if incidents == 1 else 's'}"
-    )
-    for finding in report.findings:
-        host = names.get(finding.host, finding.host)
-        err(f"  finding: {finding.cause} on {host} ({finding.incident}), confidence {finding.confidence:.2f}")
-    if not report.findings:
-        err("  no cause found")
-    for warning in report.ledger.warnings:
-        err(f"  warning: {warning}")
-    for path in written:
-        err(f"  wrote {path}")
+        for line in summary_lines(report, list(files)):
+            click.echo(line, err=True)
 
 
 @cli.group(context_settings=CONTEXT)
