@@ -235,3 +235,38 @@ def test_names_from_the_inputs_cannot_drive_the_terminal(tmp_path: Path) -> None
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
     assert "x\\x1b]0;pwned\\x07\\x1b[2J\\x0afinding: fake.evtx" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("bad", [".HV04", "../HV04", "HV04/x"])
+def test_forge_refuses_names_that_leave_its_folder(repo_root: Path, tmp_path: Path, bad: str) -> None:
+    shipped = repo_root / "evtxcorr" / "forge" / "scenarios" / f"{SHARED_NIC}.yaml"
+    custom = tmp_path / "yaml" / f"{SHARED_NIC}.yaml"
+    custom.parent.mkdir()
+    custom.write_text(shipped.read_text(encoding="utf-8").replace("HV04", bad), encoding="utf-8")
+    out = tmp_path / "deep" / "out"
+    result = CliRunner().invoke(cli, ["forge", "build", str(custom), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "nodes[3].name: must be a host name" in _one_error_line(result)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "yaml",
+        f"yaml/{SHARED_NIC}.yaml",
+    ]
+
+
+ALIAS_BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    + ["detection: *i", ""]
+)
+
+
+@pytest.mark.parametrize("text", [ALIAS_BOMB, "loop: &l [*l]\n"])
+def test_rules_yaml_alias_bomb_is_refused_cheaply(bundles_dir: Path, tmp_path: Path, text: str) -> None:
+    rules = tmp_path / "rules" / "sigma"
+    rules.mkdir(parents=True)
+    (rules / "bomb.yml").write_text(text, encoding="utf-8")
+    checked = run("rules", "check", str(rules.parent))
+    assert checked.exit_code == 1
+    assert f"{rules / 'bomb.yml'}:" in checked.output and "(YAML aliases?)" in checked.output
+    result = CliRunner().invoke(cli, ["analyze", str(bundles_dir / SHARED_NIC), "--rules", str(rules.parent)])
+    assert result.exit_code == 1 and "(YAML aliases?)" in _one_error_line(result)
