@@ -7,6 +7,7 @@ bad -o, found before any work); SIGINT and SIGTERM exit 130 and 143 after cleani
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +18,10 @@ from evtxcorr import __version__
 from evtxcorr.errors import EvtxcorrError, OutputError
 from evtxcorr.signals import Interrupted, interruptible
 from evtxcorr.terminal import safe
+
+# python-evtx logs a warning per bad BinXML token on stderr through logging's last-resort handler; the
+# ledger already accounts for every record it could not read, so those lines are only noise.
+logging.getLogger("Evtx").addHandler(logging.NullHandler())
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
