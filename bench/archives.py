@@ -1,5 +1,6 @@
 """Archive handling scales linearly with the member count: discover() over zips of N tiny members for
-growing N, side by side in one run, printed as seconds per 1,000 members and the ratio to the smallest.
+growing N (distinct names, then all of one name), side by side in one run, printed as seconds per
+1,000 members and the ratio to the first line.
 
     python bench/archives.py                       # 2,500 / 5,000 / 10,000 / 20,000 members
     python bench/archives.py --counts 10000 100000
@@ -14,6 +15,7 @@ import argparse
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -27,10 +29,11 @@ from evtxcorr.discover import discover  # noqa: E402
 from evtxcorr.ledger import Ledger  # noqa: E402
 
 
-def tiny_zip(path: Path, count: int) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
+def tiny_zip(path: Path, count: int, same_name: bool = False) -> Path:
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns about each duplicate name
         for index in range(count):
-            archive.writestr(f"logs/f{index:06d}.txt", b"x")
+            archive.writestr("logs/same.txt" if same_name else f"logs/f{index:06d}.txt", b"x")
     return path
 
 
@@ -48,12 +51,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-archives-") as tmp:
         root = Path(tmp)
         base = None
-        print(f"{'members':>9} {'seconds':>8} {'s/1000':>7} {'ratio':>6}")
-        for count in args.counts:
-            elapsed, entries = seconds(tiny_zip(root / f"z{count}.zip", count), root / f"w{count}")
-            per = elapsed / count * 1000
-            base = base or per
-            print(f"{count:>9} {elapsed:>8.2f} {per:>7.3f} {per / base:>6.2f}   ({entries} ledger entries)")
+        print(f"{'members':>9} {'names':>9} {'seconds':>8} {'s/1000':>7} {'ratio':>6}")
+        for same in (False, True):
+            for count in args.counts:
+                made = tiny_zip(root / f"z{count}{same}.zip", count, same)
+                elapsed, entries = seconds(made, root / f"w{count}{same}")
+                per = elapsed / count * 1000
+                base = base or per
+                names = "one name" if same else "distinct"
+                print(
+                    f"{count:>9} {names:>9} {elapsed:>8.2f} {per:>7.3f} {per / base:>6.2f}   ({entries} entries)"
+                )
         bomb = overlapping_zip(root / "bomb.zip", b"\x00" * 20_000_000, copies=50)
         elapsed, entries = seconds(bomb, root / "wb")
         print(

@@ -5,7 +5,6 @@ discover -> parse -> table -> match detections -> correlate -> diagnose -> Repor
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from evtxcorr.ledger import Ledger
 from evtxcorr.model import Report, Source
 from evtxcorr.parse import BACKENDS, parse
 from evtxcorr.ruleset import load_ruleset, match, with_builtin
+from evtxcorr.signals import temporary_folder
 from evtxcorr.table import to_frame
 
 # Called as progress(source, records_so_far, finished) while parsing; the CLI draws a bar with it.
@@ -62,8 +62,8 @@ def analyze(
         raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
     ruleset = load_ruleset(with_builtin(options.rule_dirs))
     ledger = Ledger()
-    with tempfile.TemporaryDirectory(prefix="evtxcorr-", dir=options.work_dir) as work_dir:
-        sources = discover(list(paths), ledger, work_dir=Path(work_dir))
+    with temporary_folder("evtxcorr-", options.work_dir) as work_dir:  # removed on signals too
+        sources = discover(list(paths), ledger, work_dir=work_dir)
         if on_sources:
             on_sources(sources)
         records = _parse_all(sources, ledger, options.backend, progress)

@@ -150,8 +150,8 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--work-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Where zip members are extracted, in a private folder removed afterwards (default: the "
-    "system temp dir).",
+    help="Where archive members are extracted, in a private folder removed afterwards, also on Ctrl-C "
+    "or SIGTERM (default: the system temp dir).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def analyze(
@@ -172,7 +172,8 @@ def analyze(
 ) -> None:
     """Analyse a log bundle and write the root-cause report.
 
-    PATHS are .evtx files, folders (searched recursively) and .zip bundles (nested zips too).
+    PATHS are .evtx files, folders (searched recursively) and archives: .zip, .7z, .cab, .tar.gz/.tgz,
+    .gz (nested too; extracted safely, within limits for the whole run).
     Event logs are recognised by content, not by name; every file is accounted for in the report
     (analysed, partial or skipped, with the reason). Records exported twice count once.
 
@@ -218,7 +219,7 @@ def analyze(
     write_reports(files)
     for fmt, target in plan.items():
         if target is None:
-            text = safe(texts[fmt], keep_lines=True) if sys.stdout.isatty() else texts[fmt]
+            text = texts[fmt]  # the Markdown renderer escapes control characters itself
             click.echo(text, nl=not text.endswith("\n"))
     if not quiet:
         for line in summary_lines(report, list(files)):

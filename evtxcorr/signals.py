@@ -12,11 +12,14 @@ process decides what a signal means.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -88,6 +91,18 @@ def deferred() -> Iterator[None]:
         signum, _state.pending = _state.pending, None
         _state.raised = True
         raise Interrupted(signum)
+
+
+@contextmanager
+def temporary_folder(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A private temporary folder (like tempfile.TemporaryDirectory) whose removal a signal cannot cut
+    short: a signal arriving while it is removed is raised once it is gone."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield folder
+    finally:
+        with deferred():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def worker_defaults() -> None:

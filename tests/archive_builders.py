@@ -11,6 +11,20 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from evtxcorr.discover import discover
+from evtxcorr.ledger import InputEntry, Ledger
+from evtxcorr.model import Source
+
+SAMPLE = "Application_no_crc32.evtx"  # the real log of the shared corpus the discover tests pack
+
+
+def run_discover(paths, tmp_path: Path, **kwargs) -> tuple[list[Source], Ledger, dict[str, InputEntry]]:  # type: ignore[no-untyped-def]
+    """discover() into tmp_path/work: the sources, the ledger, and its entries by display path."""
+    ledger = Ledger()
+    sources = discover([Path(p) for p in paths], ledger, work_dir=tmp_path / "work", **kwargs)
+    return sources, ledger, {e.path: e for e in ledger.entries}
+
+
 CAB_BLOCK = 32768
 CAB_METHODS = {"stored": 0, "mszip": 1, "lzx": 3 | (15 << 8)}
 

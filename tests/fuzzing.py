@@ -71,8 +71,8 @@ class Timeout(BaseException):  # noqa: N818 - BaseException: parse()'s `except E
 class Finding:
     kind: str  # 'exception' | 'timeout' | 'contract'
     detail: str
-    data: bytes
-    backend: str
+    data: bytes = field(repr=False)
+    backend: str = ""
 
     @property
     def digest(self) -> str:

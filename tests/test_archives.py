@@ -12,22 +12,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from archive_builders import cab_bytes, overlapping_zip, seven_zip, tar_gz
+from archive_builders import SAMPLE, cab_bytes, overlapping_zip, run_discover, seven_zip, tar_gz
 
-from evtxcorr.discover import ArchiveLimits, discover
+from evtxcorr.discover import ArchiveLimits
 from evtxcorr.discover.sniff import sniff_bytes
-from evtxcorr.ledger import Ledger
 
 
 @pytest.fixture()
 def evtx_bytes(corpus_dir: Path) -> bytes:
-    return (corpus_dir / "Application_no_crc32.evtx").read_bytes()
+    return (corpus_dir / SAMPLE).read_bytes()
 
 
-def _run(paths, tmp_path: Path, **kwargs):
-    ledger = Ledger()
-    sources = discover([Path(p) for p in paths], ledger, work_dir=tmp_path / "work", **kwargs)
-    return sources, ledger, {e.path: e for e in ledger.entries}
+_run = run_discover
 
 
 def _gzip_named(path: Path, name: str, data: bytes) -> Path:

@@ -8,25 +8,22 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from archive_builders import SAMPLE, run_discover
 
-from evtxcorr.discover import ArchiveLimits, discover, entry_for
+from evtxcorr.discover import ArchiveLimits, entry_for
 from evtxcorr.discover.layouts import hints
 from evtxcorr.discover.sniff import sniff_bytes
 from evtxcorr.errors import InputError
-from evtxcorr.ledger import Ledger
 
 EVTX_HEAD = b"ElfFile\x00" + b"\x00" * 4088 + b"ElfChnk\x00"
 
 
 @pytest.fixture()
 def evtx_bytes(corpus_dir: Path) -> bytes:
-    return (corpus_dir / "Application_no_crc32.evtx").read_bytes()
+    return (corpus_dir / SAMPLE).read_bytes()
 
 
-def _run(paths, tmp_path: Path, **kwargs):
-    ledger = Ledger()
-    sources = discover([Path(p) for p in paths], ledger, work_dir=tmp_path / "work", **kwargs)
-    return sources, ledger, {e.path: e for e in ledger.entries}
+_run = run_discover
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
