@@ -14,7 +14,8 @@ seeded loop of our mutations, deterministic for a given seed (what CI runs).
 
     scripts/fuzz --runs 200 --seed 1           # bounded, deterministic (CI runs a short one)
     scripts/fuzz --seconds 600 --out /tmp/fz   # open-ended, findings saved under /tmp/fz
-    scripts/fuzz --atheris -- -max_total_time=600   # coverage-guided with atheris
+    scripts/fuzz --atheris -- -max_total_time=600   # coverage-guided with atheris (libFuzzer flags
+                                                    # after --; it stops at the first finding)
     scripts/fuzz --replay tests/fixtures/fuzz  # re-run saved inputs
 """
 
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -312,16 +314,16 @@ def _contract(records: list[dict], entry: InputEntry, data: bytes, backend: str)
 @dataclass
 class Run:
     executions: int = 0
-    findings: list[Finding] = field(default_factory=list)
-    seen: set[tuple[str, str]] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)  # the first of each kind of finding
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # every finding, by kind
 
     def record(self, finding: Finding | None, out: Path | None) -> None:
         if finding is None:
             return
         key = (finding.kind, finding.detail.split(":", 1)[0] + finding.backend)
-        if key in self.seen:
+        self.counts[key] += 1
+        if self.counts[key] > 1:
             return
-        self.seen.add(key)
         self.findings.append(finding)
         if out:
             out.mkdir(parents=True, exist_ok=True)
@@ -368,12 +370,7 @@ def run_atheris(seeds: list[bytes], timeout: float, out: Path, argv: list[str]) 
     """Coverage-guided: atheris drives the inputs, our mutations are its custom mutator."""
     import atheris
 
-    with atheris.instrument_imports():
-        import Evtx.Evtx  # noqa: F401 - instrumented for coverage
-        import Evtx.Nodes  # noqa: F401
-
-        import evtxcorr.parse.chunks  # noqa: F401
-        import evtxcorr.parse.pure  # noqa: F401
+    atheris.instrument_all()  # parse/ and python-evtx are imported already: instrument what is loaded
     work = Path(tempfile.mkdtemp(prefix="evtxcorr-fuzz-"))
 
     def one_input(data: bytes) -> None:
@@ -426,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         run = run_loop(seeds, seed=args.seed, runs=args.runs, seconds=args.seconds, timeout=args.timeout,
                        out=args.out)  # fmt: skip
     for finding in run.findings:
-        print(f"{finding.kind} ({finding.backend}) {finding.digest}: {finding.detail}")
+        times = run.counts.get((finding.kind, finding.detail.split(":", 1)[0] + finding.backend), 1)
+        print(f"{finding.kind} ({finding.backend}) {finding.digest}: {finding.detail} [{times}x]")
     print(f"{run.executions} executions, {len(run.findings)} distinct findings")
     return 1 if run.findings else 0
 
