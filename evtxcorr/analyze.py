@@ -6,18 +6,21 @@ discover -> parse -> table -> match detections -> correlate -> diagnose -> Repor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from evtxcorr import __version__
 from evtxcorr.correlate import correlate
-from evtxcorr.diagnose import diagnose
+from evtxcorr.correlate.clusters import collected_hosts, find_clusters, mentions, renumber, rows_by_cluster
+from evtxcorr.diagnose import Coverage, diagnose
 from evtxcorr.discover import discover
 from evtxcorr.ledger import Ledger
-from evtxcorr.model import Report, Source
+from evtxcorr.model import Cluster, Finding, Incident, Report, Source
 from evtxcorr.parse import BACKENDS, parse
-from evtxcorr.ruleset import load_ruleset, match, with_builtin
+from evtxcorr.ruleset import Ruleset, load_ruleset, match, with_builtin
 from evtxcorr.signals import temporary_folder
 from evtxcorr.table import to_frame
 
@@ -37,6 +40,7 @@ class Options:
     skew_s: float | None = None
     threshold: float | None = None
     work_dir: Path | None = None  # where zip members are extracted (a private temp dir inside it)
+    nodes: tuple[str, ...] = ()  # the cluster's nodes as the engineer knows them (--nodes)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,6 +51,7 @@ class Options:
             "lookahead_s": self.lookahead_s,
             "skew_s": self.skew_s,
             "threshold": self.threshold,
+            "nodes": list(self.nodes),
         }
 
 
@@ -69,18 +74,7 @@ def analyze(
         records = _parse_all(sources, ledger, options.backend, progress)
         frame = to_frame(records, ledger)
     signals = match(frame, ruleset)
-    incidents = correlate(
-        frame,
-        signals,
-        ruleset,
-        gap_s=options.gap_s,
-        lookback_s=options.lookback_s,
-        lookahead_s=options.lookahead_s,
-        skew_s=options.skew_s,
-    )
-    findings, rejected = diagnose(
-        frame, incidents, signals, ruleset, threshold=options.threshold, skew_s=options.skew_s
-    )
+    clusters, incidents, findings, rejected = _per_cluster(frame, signals, ruleset, options, ledger)
     return Report(
         version=__version__,
         generated=datetime.now(UTC),
@@ -93,7 +87,65 @@ def analyze(
         causes=ruleset.cause_texts(),
         signals=signals,
         detections={name: detection.titles for name, detection in ruleset.detections.items()},
+        clusters=clusters,
     )
+
+
+# --- correlate and diagnose one cluster at a time: one cluster never vouches for another -------------
+
+
+def _per_cluster(
+    frame: pd.DataFrame,
+    signals: dict[int, tuple[str, ...]],
+    ruleset: Ruleset,
+    options: Options,
+    ledger: Ledger,
+) -> tuple[list[Cluster], list[Incident], list[Finding], list[Finding]]:
+    """Clusters found in the inputs, then incidents, findings and rejected causes of each of them."""
+    hosts = collected_hosts(frame, (host for entry in ledger.entries for host in entry.hosts))
+    clusters = find_clusters(hosts, mentions(frame, signals, ruleset), options.nodes)
+    if not clusters:  # no host in any log: nothing to correlate
+        return [], [], [], []
+    several = len(clusters) > 1
+    mine = rows_by_cluster(frame, signals, clusters) if several else [list(signals)]
+    cluster_signals = [{row: signals[row] for row in rows} for rows in mine]
+    found = [
+        correlate(
+            frame,
+            subset,
+            ruleset,
+            gap_s=options.gap_s,
+            lookback_s=options.lookback_s,
+            lookahead_s=options.lookahead_s,
+            skew_s=options.skew_s,
+        )
+        for subset in cluster_signals
+    ]
+    numbered = renumber(list(zip(clusters, found, strict=True)))
+    slack = ruleset.settings.coverage_slack_s
+    by_cluster = rows_by_cluster(frame, frame.index, clusters) if several else [None] * len(clusters)
+    findings: list[Finding] = []
+    rejected: list[Finding] = []
+    for cluster, subset, incidents, rows in zip(clusters, cluster_signals, numbered, by_cluster, strict=True):
+        coverage = Coverage.from_frame(frame.loc[rows], slack) if rows is not None else None
+        reported, ruled_out = diagnose(
+            frame,
+            incidents,
+            subset,
+            ruleset,
+            threshold=options.threshold,
+            skew_s=options.skew_s,
+            coverage=coverage,
+            nodes=cluster.nodes,
+        )
+        name = cluster.name if several else None
+        findings += [replace(f, cluster=name) for f in reported]
+        rejected += [replace(f, cluster=name) for f in ruled_out]
+    incidents = sorted((i for group in numbered for i in group), key=lambda i: int(i.id[1:]))
+    order = {incident.id: number for number, incident in enumerate(incidents)}
+    findings.sort(key=lambda f: order[f.incident])
+    rejected.sort(key=lambda f: order[f.incident])
+    return clusters, incidents, findings, rejected
 
 
 def _parse_all(

@@ -148,6 +148,15 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Lowest confidence reported as a finding (lower ones are listed as ruled out).",
 )
 @click.option(
+    "--nodes",
+    "nodes",
+    callback=lambda _ctx, _param, value: _node_list(value),
+    metavar="HV01,HV02,...",
+    help="The cluster's nodes, comma-separated, when you know them (Get-ClusterNode). A node without "
+    "logs in the inputs can then vouch for nothing: its evidence is shown as unknown. Nodes named in "
+    "the logs' cluster events are added either way.",
+)
+@click.option(
     "--work-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Where archive members are extracted, in a private folder removed afterwards, also on Ctrl-C "
@@ -167,6 +176,7 @@ def analyze(
     lookahead_s: float | None,
     skew_s: float | None,
     threshold: float | None,
+    nodes: tuple[str, ...],
     work_dir: Path | None,
     quiet: bool,
 ) -> None:
@@ -182,6 +192,7 @@ def analyze(
         evtxcorr analyze case-1234.zip -o report/
         evtxcorr analyze HV01/System.evtx HV02/System.evtx --format json -o out.json
         evtxcorr analyze bundle/ --lang ja --tz Asia/Tokyo -o report.html
+        evtxcorr analyze HV01/ HV03/ --nodes HV01,HV02,HV03 -o report/   # HV02's logs are missing
 
     Exit code 0 when the analysis ran, whether or not a cause was found; 1 when the input is
     unusable (a path that does not exist, no event log anywhere in it: the error says why) or the
@@ -208,6 +219,7 @@ def analyze(
         skew_s=skew_s,
         threshold=threshold,
         work_dir=work_dir,
+        nodes=nodes,
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
@@ -224,6 +236,17 @@ def analyze(
     if not quiet:
         for line in summary_lines(report, list(files)):
             click.echo(line, err=True)
+
+
+def _node_list(value: str | None) -> tuple[str, ...]:
+    """'HV01, hv02.contoso.local' -> ('HV01', 'hv02.contoso.local'); a name that is no host name is an error."""
+    from evtxcorr.correlate.clusters import node_key
+
+    names = tuple(part.strip() for part in (value or "").split(",") if part.strip())
+    bad = [name for name in names if node_key(name) is None]
+    if bad:
+        raise click.BadParameter(f"not a host name: {', '.join(map(repr, bad))} (e.g. HV01,HV02)")
+    return names
 
 
 @cli.group(context_settings=CONTEXT)

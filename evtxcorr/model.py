@@ -74,6 +74,7 @@ class Incident:
     hosts: tuple[str, ...]
     rows: tuple[int, ...]
     anchor_rows: tuple[int, ...]  # the rows that opened/extended the incident (the errors)
+    cluster: str | None = None  # Cluster.name when the inputs held several clusters
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ class Evidence:
     contribution: float
     rows: tuple[int, ...] = ()
     note_key: str | None = None  # message key explaining the status, if any
+    # What the item could contribute once the missing logs are known (unknown hosts taken against the
+    # cause, then for it); equal to (contribution, contribution) when every host in scope decided it.
+    contribution_range: tuple[float, float] | None = None
+    unknown_logs: tuple[tuple[str, str], ...] = ()  # (host key, channel) whose log could not decide it
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,37 @@ class Finding:
     confidence: float
     evidence: tuple[Evidence, ...]
     skew_seconds: dict[str, float] = field(default_factory=dict)
+    # [low, high]: the confidence with every undecided item counted against the cause, then for it.
+    confidence_range: tuple[float, float] | None = None
+    # 'confirmed' (low >= threshold), 'unconfirmed' (only the missing logs stand between it and a
+    # lower verdict), '' (not judged, e.g. a rejected finding)
+    certainty: str = ""
+    onset: datetime | None = None  # the first anchor of the episode the finding explains
+    last: datetime | None = None  # its last anchor
+    cluster: str | None = None  # Cluster.name when the inputs held several clusters
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One failover cluster found in the inputs: its hosts with logs, and the nodes it should have.
+
+    Host keys are short lower-case names, unique within a cluster. `nodes` is what the logs say about
+    the membership (hosts with logs, nodes named in cluster events, `--nodes`); `missing` the nodes
+    whose logs were not collected: they are *unknown* for every evidence item they could decide.
+    """
+
+    name: str
+    domain: str  # DNS suffix of Computer ('contoso.local'), '' when the logs write short names
+    hosts: tuple[str, ...]  # host keys with logs in the inputs
+    nodes: tuple[str, ...]  # every node expected, host keys
+    named: tuple[str, ...] = ()  # nodes named in cluster events
+    declared: tuple[str, ...] = ()  # nodes given with --nodes
+    names: dict[str, str] = field(default_factory=dict)  # host key -> name as logged (or as named)
+    basis: str = "single"  # 'single' | 'domain' | 'cluster-events': how it was told from the others
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(node for node in self.nodes if node not in self.hosts)
 
 
 @dataclass(frozen=True)
@@ -143,3 +179,4 @@ class Report:
     causes: dict[str, CauseText]
     signals: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> detection ids it matched
     detections: dict[str, dict[str, str]] = field(default_factory=dict)  # detection id -> lang -> title
+    clusters: list[Cluster] = field(default_factory=list)  # one per cluster found in the inputs

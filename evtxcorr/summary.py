@@ -65,9 +65,22 @@ def summary_lines(report: Report, written: Sequence[Path]) -> list[str]:
     ]
     for finding in report.findings:
         host = names.get(finding.host, finding.host)
+        low, high = finding.confidence_range or (finding.confidence, finding.confidence)
+        span = f" (range {low:.2f}-{high:.2f})" if low != high else ""
+        unconfirmed = ", unconfirmed: logs are missing" if finding.certainty == "unconfirmed" else ""
         lines.append(
             f"  finding: {safe(finding.cause)} on {safe(host)} ({safe(finding.incident)}), "
-            f"confidence {finding.confidence:.2f}"
+            f"confidence {finding.confidence:.2f}{span}{unconfirmed}"
+        )
+    for cluster in report.clusters:
+        if cluster.missing:
+            missing = ", ".join(safe(cluster.names.get(n, n)) for n in cluster.missing)
+            where = f" in {safe(cluster.name)}" if len(report.clusters) > 1 else ""
+            lines.append(f"  nodes without logs{where}: {missing}")
+    if len(report.clusters) > 1:
+        lines.append(
+            f"  {len(report.clusters)} clusters in these inputs, each analysed on its own: "
+            f"{'; '.join(safe(c.name) for c in report.clusters)} (separate cases? try `evtxcorr batch`)"
         )
     if not report.findings:
         lines.append("  no cause found")

@@ -16,6 +16,7 @@ from evtxcorr.model import COLUMNS
 T0 = datetime(2026, 9, 15, 14, 37, 30, tzinfo=UTC)
 HA_CHANNEL = "Microsoft-Windows-HyperV-High-Availability-Admin".replace("HyperV", "Hyper-V")
 VMMS_CHANNEL = "Microsoft-Windows-Hyper-V-VMMS-Admin"
+FC_OP_CHANNEL = "Microsoft-Windows-FailoverClustering/Operational"
 FC = "Microsoft-Windows-FailoverClustering"
 HA = "Microsoft-Windows-Hyper-V-High-Availability"
 
@@ -162,6 +163,16 @@ def fc(host: str, s: float, event_id: int, *data: str) -> dict[str, object]:
     return row(host, s, FC, event_id, data=tuple(data), level=3 if event_id == 1126 else 2)
 
 
+def fc_op(host: str, s: float, event_id: int, *data: str) -> dict[str, object]:
+    """A FailoverClustering Operational event, e.g. 1153/1641 (role %1 from node %2 to node %3)."""
+    return row(host, s, FC, event_id, channel=FC_OP_CHANNEL, data=tuple(data), level=4)
+
+
+def role_move(host: str, s: float, source: str, target: str) -> dict[str, object]:
+    """1641 logged on `host`: a clustered role moving from `source` to `target` (names two nodes)."""
+    return fc_op(host, s, 1641, "SQL01", source, target)
+
+
 def ha_21502(host: str, s: float, code: str = "0x80090311", dest: str = "HV02") -> dict[str, object]:
     text = (
         f"Live migration of 'Virtual Machine SQL01' failed. Virtual machine migration operation for "
@@ -241,6 +252,12 @@ def ha_log(host: str, start: float = -3600, end: float = 7200) -> list[dict[str,
     return [ha(host, start, 21119), ha(host, end, 21119)]
 
 
+def dc_flap(host: str, start: float, end: float, every: float = 1200) -> list[dict[str, object]]:
+    """A DC that keeps dropping: a 5719 (no logon servers) on `host` every `every` s in [start, end]."""
+    count = int((end - start) // every) + 1
+    return [netlogon_5719(host, start + i * every) for i in range(count)]
+
+
 def frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table["time"] = pd.to_datetime(table["time"], utc=True).astype("datetime64[ns, UTC]")
@@ -267,12 +284,17 @@ def shared_nic(host: str = "HV01", s: float = 0.0) -> list[dict[str, object]]:
 
 
 def cluster(
-    hosts: tuple[str, ...] = ("HV01", "HV02", "HV03"), *, without: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ("HV01", "HV02", "HV03"),
+    *,
+    without: tuple[str, ...] = (),
+    start: float = -3600,
+    end: float = 7200,
 ) -> list[dict[str, object]]:
-    """Benign System and HA logs for every node spanning the test window, except `without`."""
+    """Benign System and HA logs for every node spanning [start, end] (default: the test window),
+    except the System logs of `without`."""
     rows: list[dict[str, object]] = []
     for host in hosts:
         if host not in without:
-            rows += quiet_log(host)
-        rows += ha_log(host)
+            rows += quiet_log(host, start, end)
+        rows += ha_log(host, start, end)
     return rows

@@ -304,3 +304,141 @@ def test_forged_findings_cite_rows_that_exist(forged: dict) -> None:
             cited = [row for item in finding.evidence for row in item.rows]
             assert cited and set(cited) <= set(table.index)
             assert all(e.status == "present" for e in finding.evidence if e.role == "required")
+
+
+# --- issue 11: evidence per episode, independent of incident grouping; nodes from the cluster ---------
+
+
+def _shared(findings: list) -> list:
+    return [f for f in findings if f.cause == SHARED]
+
+
+def test_a_link_down_hours_into_a_failing_dc_is_not_its_cause() -> None:
+    """HV01's DC drops every 20 minutes for 10 hours; one link-down 5 hours in cannot explain a failure
+    that began 5 hours before it (it used to count as 'before the failure': 0.7)."""
+    rows = se.cluster(start=-3600, end=40000) + se.dc_flap("HV01", 0, 36000) + [se.link_down("HV01", 18100)]
+    _i, findings, rejected = run(rows)
+    assert SHARED not in {f.cause for f in findings}
+    shared = _shared(rejected)
+    assert len(shared) == 1 and shared[0].onset == se.at(0)
+    assert evidence(shared[0], "link-down").status == "absent"
+
+
+def test_a_link_down_before_one_of_many_separate_failures_is_not_their_cause() -> None:
+    """Every 40 minutes (separate episodes): the one right after the link-down has a link-down before its
+    onset, but the same host had lost its DC in the hours before, so the cable did not start it."""
+    rows = se.cluster(start=-3600, end=40000) + se.dc_flap("HV01", 0, 36000, 2400)
+    rows.append(se.link_down("HV01", 16800 - 30))
+    _i, findings, rejected = run(rows)
+    assert SHARED not in {f.cause for f in findings}
+    episode = next(f for f in rejected if f.cause == SHARED and f.onset == se.at(16800))
+    assert evidence(episode, "link-down").status == "present"
+    assert evidence(episode, "dc-lost-earlier").contribution == -0.4
+
+
+def test_a_cable_pull_in_a_long_quiet_window_is_still_found() -> None:
+    rows = se.cluster(start=-3600, end=40000) + se.shared_nic("HV01", 18000)
+    _i, findings, _r = run(rows)
+    assert reported(findings) == [(SHARED, "hv01")]
+    assert findings[0].confidence >= 0.9 and findings[0].certainty == "confirmed"
+
+
+def _verdicts(findings: list) -> list[tuple]:
+    return sorted(
+        (
+            f.cause,
+            f.host,
+            f.onset,
+            f.confidence,
+            f.confidence_range,
+            tuple((e.key, e.status, e.contribution, e.rows) for e in f.evidence),
+        )
+        for f in findings
+    )
+
+
+def test_the_verdict_does_not_depend_on_the_incident_gap() -> None:
+    """HV02 also lost its DC 500 s after HV01's errors: it refutes the shared NIC whatever --gap says
+    (with --gap 300 it fell into another incident and the cause was reported at 0.95)."""
+    rows = se.cluster() + se.shared_nic() + [se.netlogon_5719("HV02", 41 + 500)]
+    table = se.frame(rows)
+    signals = match(table, RULES)
+    results = []
+    for gap in (60, 300, 1800, 7200):
+        incidents = correlate(table, signals, RULES, gap_s=gap, lookback_s=gap, lookahead_s=gap)
+        findings, rejected = diagnose(table, incidents, signals, RULES)
+        assert SHARED not in {f.cause for f in findings}, gap
+        results.append((_verdicts(findings), _verdicts(rejected)))
+    assert all(result == results[0] for result in results)
+
+
+def test_evidence_outside_every_incident_still_counts() -> None:
+    """Rows beyond the incident's lookback are still looked at: the boot 550 s before the 5719 is outside
+    a 60 s lookback but within the cause's 600 s window."""
+    rows = se.cluster() + [
+        se.row("HV01", -540, "EventLog", 6005, level=4),
+        se.link_down("HV01", -5),
+        se.netlogon_5719("HV01", 10),
+    ]
+    table = se.frame(rows)
+    signals = match(table, RULES)
+    findings, rejected = diagnose(table, correlate(table, signals, RULES, lookback_s=60), signals, RULES)
+    assert SHARED not in {f.cause for f in findings}
+    assert evidence(_shared(rejected)[0], "host-starting").status == "present"
+
+
+CLUSTER_WIDE = se.cluster() + se.shared_nic() + [se.netlogon_5719("HV02", 50)]
+NAMES_HV02 = [se.role_move("HV03", -1800, "HV02", "HV03")]  # HV03's log names HV02 as a node
+
+
+def _without(rows: list[dict], host: str) -> list[dict]:
+    return [r for r in rows if r["host_key"] != host]
+
+
+def test_removing_the_logs_of_a_node_the_cluster_names_never_confirms_the_cause() -> None:
+    """HV02 also lost its DC. Without HV02's logs the shared NIC used to be reported at 0.975; HV02 is
+    still a node (HV03's cluster events name it), so its missing log is unknown, counted against the
+    cause at the low end, and the finding reads as unconfirmed."""
+    full = _shared(run(CLUSTER_WIDE + NAMES_HV02)[2])[0]
+    assert full.confidence_range == (full.confidence, full.confidence) == (0.225, 0.225)
+    _i, findings, rejected = run(_without(CLUSTER_WIDE + NAMES_HV02, "hv02"))
+    partial = _shared(findings + rejected)[0]
+    assert partial.confidence_range[0] <= full.confidence_range[0]
+    assert partial.confidence_range[0] < RULES.settings.threshold
+    assert partial.certainty != "confirmed"
+    item = evidence(partial, "other-node-lost-dc")
+    assert item.status == "unknown" and ("hv02", "System") in item.unknown_logs
+    assert item.contribution_range == (-0.6, 0.0)
+
+
+def test_nodes_given_by_the_engineer_cannot_vouch_without_logs() -> None:
+    rows = _without(CLUSTER_WIDE, "hv02")
+    assert _shared(run(rows)[1])[0].certainty == "confirmed"  # nothing says HV02 exists: as before
+    _i, findings, rejected = run(rows, nodes=["hv01", "hv02", "hv03"])
+    partial = _shared(findings + rejected)[0]
+    assert partial.confidence_range[0] < RULES.settings.threshold and partial.certainty != "confirmed"
+
+
+def test_a_complete_bundle_gives_a_point_range_and_a_confirmed_finding() -> None:
+    finding = run(se.cluster() + se.shared_nic())[1][0]
+    assert finding.confidence_range == (finding.confidence, finding.confidence)
+    assert finding.certainty == "confirmed"
+    assert all(not e.unknown_logs for e in finding.evidence)
+
+
+def test_a_missing_log_widens_the_range_around_the_confidence() -> None:
+    finding = run(se.cluster(without=("HV03",)) + se.shared_nic())[1][0]
+    low, high = finding.confidence_range
+    assert low < finding.confidence <= high
+    assert low == pytest.approx(finding.confidence - 0.6)  # HV03 might have lost its DC too
+    assert high == pytest.approx(min(1.0, finding.confidence + 0.15))  # ... or kept it
+    assert finding.certainty == "unconfirmed"
+    assert ("hv03", "System") in evidence(finding, "other-node-lost-dc").unknown_logs
+
+
+def test_a_fallback_is_kept_for_an_episode_no_other_cause_explains() -> None:
+    """The shared NIC explains HV01's first failure; a 21502 with an unknown code two hours later is a
+    separate episode, which the fallback still reports."""
+    rows = se.cluster(end=14400) + se.shared_nic() + [se.ha_21502("HV01", 7200, "0x80090303")]
+    _i, findings, _r = run(rows)
+    assert [(f.cause, f.host) for f in findings] == [(SHARED, "hv01"), ("unknown-auth-failure", "hv01")]

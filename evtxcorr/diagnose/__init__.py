@@ -1,62 +1,67 @@
-"""Stage 5: name causes for each incident, per host, with a confidence and the evidence behind it.
+"""Stage 5: name causes per episode of errors on a host, with a confidence range and the evidence behind it.
 
-For each incident and cause, every host with one of the cause's anchors in the incident is a
-candidate. Each evidence item of the cause is looked for around that host's anchors (see
-rules/README.md for scope, relation and the node set) and scored by score.py. Findings at or above
-the threshold whose required evidence was all seen are reported; the others go to `rejected`, so
-the report can say what was ruled out. A `fallback` cause (unknown-auth-failure) is dropped for a
-host that another cause already explains.
+For each cause and host, the host's anchors (the cause's error detections) are split into *episodes*
+where they are more than `episode_gap_s` apart (settings.yaml; `--gap` only groups incidents for the
+report). Each episode is judged on its own, from the whole signal table (index.py), never from one
+incident's rows, so how anchors were grouped into incidents changes no verdict:
+
+- `before` evidence is looked for before the episode's *onset* (its first anchor): a cause must explain
+  how the failure began, so a link-down five hours into a failure cannot be its cause;
+- `after` and `around` evidence is looked for around each anchor of the episode (the nearest anchor
+  counts), so a long episode does not widen any window.
+
+Each item is scored by score.py with a range: hosts whose log cannot decide it counted against, then
+for the cause. Findings at or above the threshold whose required evidence was all seen are reported
+(`certainty` 'confirmed' when even the low end reaches the threshold, else 'unconfirmed'); the others
+go to `rejected`. A `fallback` cause is dropped where another cause explains an overlapping episode.
+See rules/README.md for scopes, relations and the node list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from evtxcorr.correlate.clusters import mentions
 from evtxcorr.diagnose import score
 from evtxcorr.diagnose.coverage import Coverage
+from evtxcorr.diagnose.index import Hits, SignalIndex, merge_windows
 from evtxcorr.model import Evidence, Finding, Incident
 from evtxcorr.ruleset import Cause, EvidenceSpec, Ruleset
 
-__all__ = ["Coverage", "diagnose", "node_set"]
+__all__ = ["Coverage", "SignalIndex", "diagnose", "episodes", "node_set"]
 
 NOTE_UNKNOWN = "evidence.unknown_missing_log"
 NOTE_NOT_EVERY = "evidence.not_on_every_node"
 NOTE_VETO = "evidence.required_not_met"
 NOTE_ANCHOR = "evidence.anchor"  # key 'anchor:<detection>': the rows that made the host a candidate
+NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
-class _Hits:
-    """One entry per (frame row, detection it matched) in an incident, as parallel numpy arrays."""
+class Episode:
+    """A run of one cause's anchors on one host, none more than the episode gap after the previous."""
 
-    row: np.ndarray  # frame index labels
-    ns: np.ndarray  # time, int64 nanoseconds since the epoch (UTC)
-    host: np.ndarray  # host_key
-    detection: np.ndarray
+    host: str
+    hits: Hits  # the anchors, in time order
 
-    @classmethod
-    def of(cls, frame: pd.DataFrame, rows: tuple[int, ...], signals: Mapping[int, tuple[str, ...]]) -> _Hits:
-        names = [signals.get(row, ()) for row in rows]
-        repeat = np.array([len(n) for n in names], dtype=np.int64)
-        times = frame.loc[list(rows), "time"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        hosts = frame.loc[list(rows), "host_key"].to_numpy(dtype=object)
-        return cls(
-            row=np.repeat(np.asarray(rows, dtype=np.int64), repeat),
-            ns=np.repeat(times, repeat),
-            host=np.repeat(hosts, repeat),
-            detection=np.array([name for group in names for name in group], dtype=object),
-        )
+    @property
+    def onset(self) -> int:
+        return int(self.hits.ns[0])
+
+    @property
+    def last(self) -> int:
+        return int(self.hits.ns[-1])
 
 
 @dataclass(frozen=True)
 class _Context:
-    """What evaluating one incident needs: its hits, the node set, coverage, channels, skew."""
+    """What judging an episode needs: the signal index, the node set, coverage, channels, skew."""
 
-    hits: _Hits
+    index: SignalIndex
     nodes: frozenset[str]
     coverage: Coverage
     channels: Mapping[str, tuple[str, ...]]
@@ -64,26 +69,35 @@ class _Context:
 
 
 def node_set(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], ruleset: Ruleset) -> frozenset[str]:
-    """Hosts with logs in the table, plus hosts named by position in cluster events (settings)."""
+    """Hosts with logs in the table, plus nodes named by position in cluster events (settings)."""
     nodes = set(frame["host_key"].dropna().unique()) if not frame.empty else set()
-    for detection, field in ruleset.settings.node_names:
-        if not field.startswith("param"):
-            continue
-        rows = [row for row, names in signals.items() if detection in names]
-        if rows:
-            named = frame.loc[rows, "data"].str.get(int(field[5:]) - 1).dropna().astype(str)
-            nodes.update(name.split(".")[0].strip().lower() for name in named if name.strip())
+    nodes.update(mention.node for mention in mentions(frame, signals, ruleset))
     return frozenset(nodes)
 
 
-def _window(spec: EvidenceSpec, first: int, last: int, skew_ns: int) -> tuple[int, int]:
-    """[lo, hi] in ns where `spec` looks, from the candidate's first and last anchor times."""
-    reach = int(spec.within_s * 1e9)
-    lo = first - reach if spec.relation in ("before", "around") else first
-    hi = last + reach if spec.relation in ("after", "around") else last
-    if spec.scope != "same-host":  # other hosts' clocks may be off by up to the skew tolerance
-        lo, hi = lo - skew_ns, hi + skew_ns
-    return lo, hi
+def episodes(index: SignalIndex, anchors: Iterable[str], host: str, gap_s: float) -> list[Episode]:
+    """The host's anchors of a cause, split where consecutive ones are more than `gap_s` apart."""
+    hits = index.anchors(tuple(anchors), host)
+    if not len(hits.ns):
+        return []
+    cuts = np.flatnonzero(np.diff(hits.ns) > int(gap_s * NS)) + 1
+    return [
+        Episode(host, Hits(ns, rows))
+        for ns, rows in zip(np.split(hits.ns, cuts), np.split(hits.rows, cuts), strict=True)
+    ]
+
+
+def _windows(spec: EvidenceSpec, episode: Episode, same_host: bool, skew_ns: int) -> np.ndarray:
+    """Where `spec` looks on one host, as merged [lo, hi] ns windows (inclusive). Other hosts' clocks
+    may be off by up to the skew tolerance, so their windows widen by it on each side."""
+    reach = int(spec.within_s * NS)
+    skew = 0 if same_host else skew_ns
+    if spec.relation == "before":  # before the onset; on the host itself strictly before its first anchor
+        end = episode.onset - 1 if same_host else episode.onset + skew
+        return np.array([[episode.onset - reach - skew, end]], dtype=np.int64)
+    ahead = reach if spec.relation == "around" else 0
+    ns = episode.hits.ns
+    return merge_windows(np.stack([ns - ahead - skew, ns + reach + skew], axis=1))
 
 
 def _scope_hosts(spec: EvidenceSpec, host: str, ctx: _Context) -> list[str]:
@@ -93,23 +107,41 @@ def _scope_hosts(spec: EvidenceSpec, host: str, ctx: _Context) -> list[str]:
         return sorted(ctx.nodes - {host})
     if spec.scope == "all-nodes":
         return sorted(ctx.nodes | {host})
-    return sorted(ctx.nodes | {host} | set(ctx.hits.host.tolist()))  # any-host
+    return sorted(ctx.nodes | {host} | ctx.index.hosts())  # any-host
 
 
-def _evidence(spec: EvidenceSpec, host: str, first: int, last: int, ctx: _Context) -> Evidence:
-    lo, hi = _window(spec, first, last, ctx.skew_ns)
-    hits = ctx.hits
-    found = (hits.detection == spec.detection) & (hits.ns >= lo) & (hits.ns <= hi)
-    seen_on = set(hits.host[found].tolist())
+def _covered(coverage: Coverage, host: str, channels: tuple[str, ...], windows: np.ndarray) -> bool:
+    """Does the host's log vouch for every window? (A log that spans them all at once does.)"""
+
+    def covers(lo: int, hi: int) -> bool:
+        return coverage.covers(host, channels, pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+
+    if covers(int(windows[0, 0]), int(windows[-1, 1])):
+        return True
+    return len(windows) > 1 and all(covers(int(lo), int(hi)) for lo, hi in windows.tolist())
+
+
+def _evidence(spec: EvidenceSpec, episode: Episode, ctx: _Context) -> Evidence:
     channels = ctx.channels.get(spec.detection, ())
-    span = (pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
-    scope = _scope_hosts(spec, host, ctx)
-    states = [
-        "present" if h in seen_on else "absent" if ctx.coverage.covers(h, channels, *span) else "unknown"
-        for h in scope
-    ]
+    states: list[str] = []
+    cited: list[np.ndarray] = []
+    unknown: list[tuple[str, str]] = []
+    for host in _scope_hosts(spec, episode.host, ctx):
+        windows = _windows(spec, episode, host == episode.host, ctx.skew_ns)
+        rows = ctx.index.get(spec.detection, host).within(windows)
+        if len(rows):
+            states.append("present")
+            cited.append(rows)
+        elif _covered(ctx.coverage, host, channels, windows):
+            states.append("absent")
+        else:
+            states.append("unknown")
+            unknown.append((host, channels[0] if channels else ""))
     held = score.host_states_outcome(states, spec.expect, spec.nodes)
     value = score.contribution(spec.role, spec.weight, held)
+    low, high = score.contribution_range(
+        spec.role, spec.weight, score.possible_outcomes(states, spec.expect, spec.nodes)
+    )
     note = None
     if held is None:
         note = NOTE_UNKNOWN
@@ -117,62 +149,67 @@ def _evidence(spec: EvidenceSpec, host: str, first: int, last: int, ctx: _Contex
         note = NOTE_VETO
     elif held is False and spec.nodes == "every" and "present" in states:
         note = NOTE_NOT_EVERY
-    cited = hits.row[found & np.isin(hits.host, scope)]
     return Evidence(
         role=spec.role,
         key=spec.key,
         detection=spec.detection,
         status=score.status_of(held, spec.expect),
         contribution=round(value, 4),
-        rows=tuple(sorted(set(cited.tolist()))),
+        rows=tuple(sorted(set(np.concatenate(cited).tolist()))) if cited else (),
         note_key=note,
+        contribution_range=(round(low, 4), round(high, 4)),
+        unknown_logs=tuple(unknown) if low != high else (),
     )
 
 
-def _anchor_evidence(hits: _Hits, mask: np.ndarray) -> list[Evidence]:
+def _anchor_evidence(episode: Episode, index: SignalIndex, anchors: tuple[str, ...]) -> list[Evidence]:
     """One required, unscored item per anchor detection seen: a finding always cites what opened it."""
     items = []
-    for name in sorted(set(hits.detection[mask].tolist())):
-        rows = hits.row[mask & (hits.detection == name)]
-        items.append(
-            Evidence(
-                "required",
-                f"anchor:{name}",
-                name,
-                "present",
-                0.0,
-                tuple(sorted(set(rows.tolist()))),
-                NOTE_ANCHOR,
+    mine = set(episode.hits.rows.tolist())
+    for name in sorted(anchors):
+        rows = sorted(mine.intersection(index.get(name, episode.host).rows.tolist()))
+        if rows:
+            items.append(
+                Evidence(
+                    "required", f"anchor:{name}", name, "present", 0.0, tuple(rows), NOTE_ANCHOR, (0.0, 0.0)
+                )
             )
-        )
     return items
 
 
-def _findings_for(cause: Cause, incident: Incident, ctx: _Context) -> list[Finding]:
-    hits = ctx.hits
-    is_anchor = np.isin(hits.detection, cause.anchors)
-    findings = []
-    for host in sorted(set(hits.host[is_anchor].tolist())):
-        mine = is_anchor & (hits.host == host)
-        first, last = int(hits.ns[mine].min()), int(hits.ns[mine].max())
-        evidence = (
-            *_anchor_evidence(hits, mine),
-            *(_evidence(spec, host, first, last, ctx) for spec in cause.evidence),
-        )
-        value = score.confidence(cause.prior, (item.contribution for item in evidence))
-        findings.append(Finding(cause.id, incident.id, host, value, evidence))
-    return findings
+def _finding(cause: Cause, episode: Episode, incident: str, ctx: _Context) -> Finding:
+    evidence = (
+        *_anchor_evidence(episode, ctx.index, cause.anchors),
+        *(_evidence(spec, episode, ctx) for spec in cause.evidence),
+    )
+    value = score.confidence(cause.prior, (item.contribution for item in evidence))
+    ranges = [item.contribution_range or (item.contribution, item.contribution) for item in evidence]
+    low = score.confidence(cause.prior, (r[0] for r in ranges))
+    high = score.confidence(cause.prior, (r[1] for r in ranges))
+    return Finding(
+        cause.id,
+        incident,
+        episode.host,
+        value,
+        evidence,
+        confidence_range=(low, high),
+        onset=pd.Timestamp(episode.onset, tz="UTC").to_pydatetime(),
+        last=pd.Timestamp(episode.last, tz="UTC").to_pydatetime(),
+    )
 
 
 def _drop_explained_fallbacks(findings: list[Finding], ruleset: Ruleset, threshold: float) -> list[Finding]:
-    explained = {
-        (f.incident, f.host)
-        for f in findings
-        if not ruleset.causes[f.cause].fallback and _reportable(f, threshold)
-    }
-    return [
-        f for f in findings if not (ruleset.causes[f.cause].fallback and (f.incident, f.host) in explained)
-    ]
+    """A fallback finding is dropped where a reportable finding of another cause, on the same host,
+    explains an episode overlapping its own."""
+    explained = [f for f in findings if not ruleset.causes[f.cause].fallback and _reportable(f, threshold)]
+
+    def covered(f: Finding) -> bool:
+        return any(
+            g.host == f.host and g.onset <= f.last and f.onset <= g.last  # type: ignore[operator]
+            for g in explained
+        )
+
+    return [f for f in findings if not (ruleset.causes[f.cause].fallback and covered(f))]
 
 
 def diagnose(
@@ -184,27 +221,34 @@ def diagnose(
     threshold: float | None = None,
     coverage: Coverage | None = None,
     skew_s: float | None = None,
+    nodes: Iterable[str] | None = None,
 ) -> tuple[list[Finding], list[Finding]]:
     """(findings at or above the threshold, rejected ones), each sorted by incident then confidence.
 
-    `coverage` says which logs the bundle holds and their time spans; by default it is computed
-    from the frame (the caller may build one from the ledger instead).
+    Every episode whose first anchor belongs to one of `incidents` is judged. `coverage` says which
+    logs the bundle holds and their time spans (default: computed from the frame). `nodes` is the
+    cluster's node list (host keys; default: hosts with logs plus nodes named in cluster events).
     """
     settings = ruleset.settings
     cut = settings.threshold if threshold is None else threshold
     spans = coverage or Coverage.from_frame(frame, settings.coverage_slack_s)
-    skew_ns = int((settings.skew_s if skew_s is None else skew_s) * 1e9)
+    skew_ns = int((settings.skew_s if skew_s is None else skew_s) * NS)
     channels = {name: d.channels for name, d in ruleset.detections.items()}
-    nodes = node_set(frame, signals, ruleset)
+    node_list = frozenset(nodes) if nodes is not None else node_set(frame, signals, ruleset)
+    index = SignalIndex.build(frame, signals)
+    ctx = _Context(index, node_list, spans, channels, skew_ns)
+    incident_of = {row: incident.id for incident in incidents for row in incident.anchor_rows}
     results: list[Finding] = []
-    for incident in incidents:
-        ctx = _Context(_Hits.of(frame, incident.rows, signals), nodes, spans, channels, skew_ns)
-        for cause in ruleset.causes.values():
-            results.extend(_findings_for(cause, incident, ctx))
+    for cause in ruleset.causes.values():
+        for host in sorted(index.hosts()):
+            for episode in episodes(index, cause.anchors, host, settings.episode_gap_s):
+                incident = incident_of.get(int(episode.hits.rows[0]))
+                if incident is not None:
+                    results.append(_finding(cause, episode, incident, ctx))
     results = _drop_explained_fallbacks(results, ruleset, cut)
     order = {incident.id: number for number, incident in enumerate(incidents)}
-    results.sort(key=lambda f: (order[f.incident], -f.confidence, f.cause, f.host))
-    reported = [f for f in results if _reportable(f, cut)]
+    results.sort(key=lambda f: (order[f.incident], -f.confidence, f.cause, f.host, f.onset))
+    reported = [_judged(f, cut) for f in results if _reportable(f, cut)]
     return reported, [f for f in results if not _reportable(f, cut)]
 
 
@@ -212,3 +256,10 @@ def _reportable(finding: Finding, threshold: float) -> bool:
     """At or above the threshold, and every required item actually seen (unknown is not enough)."""
     required_seen = all(item.status == "present" for item in finding.evidence if item.role == "required")
     return finding.confidence >= threshold and required_seen
+
+
+def _judged(finding: Finding, threshold: float) -> Finding:
+    """A reported finding is 'confirmed' when even its low end reaches the threshold."""
+    low = finding.confidence_range[0] if finding.confidence_range else finding.confidence
+    certainty = "confirmed" if low >= threshold else "unconfirmed"
+    return replace(finding, certainty=certainty)

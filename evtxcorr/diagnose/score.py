@@ -9,8 +9,12 @@ cannot be judged because a log that could show it is missing (None). What that i
 | supporting | +weight   | 0                     | 0       |
 | refuting   | -weight   | 0                     | 0       |
 
-confidence = clamp(prior + sum of contributions, 0, 1). Unknown evidence adds nothing, so a bundle
-missing a log gives a lower confidence than a complete one, never a higher.
+confidence = clamp(prior + sum of contributions, 0, 1). Unknown evidence adds nothing.
+
+The range [low, high] says what the missing logs could change: each host whose log cannot decide an
+item is taken as showing what counts most against the cause (low), then most for it (high). A
+missing log can hide evidence against a cause as well as for it, so `confidence` alone may rise when
+a log is removed; `low` never does.
 """
 
 from __future__ import annotations
@@ -53,6 +57,26 @@ def host_states_outcome(states: list[str], expect: str, nodes: str) -> bool | No
     if "present" in states:
         return True
     return None if "unknown" in states else False
+
+
+def possible_outcomes(states: list[str], expect: str, nodes: str) -> set[bool | None]:
+    """Every outcome the item could have once the 'unknown' hosts are known: each unknown host taken as
+    present, then as absent (outcomes are monotone in presence, so the two extremes bound them). With
+    no host in scope at all, either outcome is possible."""
+    if not states:
+        return {True, False}
+    if "unknown" not in states:
+        return {host_states_outcome(states, expect, nodes)}
+    return {
+        host_states_outcome([s if s != "unknown" else guess for s in states], expect, nodes)
+        for guess in ("present", "absent")
+    }
+
+
+def contribution_range(role: str, weight: float, outcomes: set[bool | None]) -> tuple[float, float]:
+    """Lowest and highest contribution over the possible outcomes (unknown: the item adds nothing)."""
+    values = [contribution(role, weight, held) for held in outcomes]
+    return min(values), max(values)
 
 
 def status_of(held: bool | None, expect: str) -> str:

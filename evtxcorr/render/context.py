@@ -16,7 +16,7 @@ from pathlib import PurePath
 from typing import Any
 
 from evtxcorr.ledger import InputEntry, Ledger
-from evtxcorr.model import COLUMNS, CauseText, Evidence, Finding, Incident, Report
+from evtxcorr.model import COLUMNS, CauseText, Cluster, Evidence, Finding, Incident, Report
 from evtxcorr.render import timeline
 from evtxcorr.render.messages import check_lang, describe_code, event_message, messages
 from evtxcorr.table import host_names
@@ -36,6 +36,7 @@ JSON_KEYS = (
     "findings",
     "rejected",
     "no_finding",
+    "clusters",
 )
 # The contract's input keys come first; the ledger's other fields follow.
 INPUT_KEYS = ("path", "format", "host", "records", "records_failed", "status", "reason")
@@ -103,11 +104,18 @@ class _Book:
         for row, values in zip(table.index, table.to_dict("records"), strict=True):
             self.events[int(row)] = self._event(int(row), values)
 
-    def host_name(self, key: str) -> str:
-        """The host as its logs write it ('HV01.contoso.local') for a host key ('hv01')."""
+    def host_name(self, key: str, cluster: str | None = None) -> str:
+        """The host as its logs write it ('HV01.contoso.local') for a host key ('hv01'); within a
+        cluster when the inputs held several (their short names may collide)."""
+        for found in self.report.clusters:
+            if cluster is not None and found.name == cluster and key in found.names:
+                return found.names[key]
         if self.host_names is None:
             self.host_names = host_names(self.report.frame)  # type: ignore[arg-type]
-        return self.host_names.get(key, key)
+        if key not in self.host_names:
+            named = {k: v for c in self.report.clusters for k, v in c.names.items()}
+            return named.get(key, key)
+        return self.host_names[key]
 
     def detection_title(self, name: str) -> str:
         """A detection's title in the report language (English, then the name, when it has none)."""
@@ -197,6 +205,13 @@ def _reasons(finding: Finding, cause: CauseText | None, book: _Book) -> list[dic
                 "detection": evidence.detection,
                 "detection_title": book.detection_title(evidence.detection),
                 "note": note,
+                "contribution_range": [_finite(v) for v in evidence.contribution_range]
+                if evidence.contribution_range
+                else [_finite(evidence.contribution)] * 2,
+                "unknown_logs": [
+                    {"host": book.host_name(h, finding.cluster), "channel": c}
+                    for h, c in evidence.unknown_logs
+                ],
                 "records": [_record_ref(ev) for ev in map(book.event, evidence.rows) if ev],
             }
         )
@@ -213,6 +228,39 @@ def _against(reason: Mapping[str, Any]) -> bool:
 def _finite(value: float) -> float | None:
     number = float(value)
     return round(number, 4) if math.isfinite(number) else None
+
+
+def _range(finding: Finding) -> list[float | None]:
+    low, high = finding.confidence_range or (finding.confidence, finding.confidence)
+    return [_finite(low), _finite(high)]
+
+
+def _missing_logs(finding: Finding, book: _Book) -> list[dict[str, str]]:
+    """The logs whose absence leaves the low end of the range below the confidence, by host and channel."""
+    seen: dict[tuple[str, str], dict[str, str]] = {}
+    for item in finding.evidence:
+        low = item.contribution_range[0] if item.contribution_range else item.contribution
+        if low >= item.contribution:
+            continue  # its unknowns could only raise the confidence
+        for host, channel in item.unknown_logs:
+            seen.setdefault(
+                (host, channel), {"host": book.host_name(host, finding.cluster), "channel": channel or "?"}
+            )
+    return [seen[key] for key in sorted(seen)]
+
+
+def _certainty_text(finding: Finding, logs: list[dict[str, str]], book: _Book) -> str | None:
+    """How sure the verdict is, in words: an unconfirmed finding says which logs could overturn it."""
+    words = messages(book.lang)
+    low, high = _range(finding)
+    if finding.certainty != "unconfirmed":
+        return None
+    named = (
+        words["list_sep"].join(words["log_of_host"].format(**log) for log in logs) or words["logs_unknown"]
+    )
+    return words["certainty_unconfirmed"].format(
+        logs=named, low=round((low or 0) * 100), high=round((high or 0) * 100)
+    )
 
 
 def _summary(template: str, finding: Finding, start: str | None, host: str) -> str:
@@ -241,7 +289,8 @@ def _finding(finding: Finding, book: _Book, starts: Mapping[str, str]) -> dict[s
         if event
     ]
     reasons = _reasons(finding, cause, book)
-    host = book.host_name(finding.host)
+    host = book.host_name(finding.host, finding.cluster)
+    logs = _missing_logs(finding, book)
     return {
         "cause": finding.cause,
         "incident": finding.incident,
@@ -259,6 +308,13 @@ def _finding(finding: Finding, book: _Book, starts: Mapping[str, str]) -> dict[s
         "references": list(cause.references) if cause else [],
         "skew": {host: round(float(s), 3) for host, s in finding.skew_seconds.items()},
         "host_key": finding.host,
+        "confidence_range": _range(finding),
+        "certainty": finding.certainty or None,
+        "certainty_text": _certainty_text(finding, logs, book),
+        "missing_logs": logs,
+        "onset": timeline.iso_utc(finding.onset) if finding.onset else None,
+        "last": timeline.iso_utc(finding.last) if finding.last else None,
+        "cluster": finding.cluster,
     }
 
 
@@ -271,8 +327,9 @@ def _incident(incident: Incident, book: _Book) -> dict[str, Any]:
         "id": incident.id,
         "start": timeline.iso_utc(incident.start),
         "end": timeline.iso_utc(incident.end),
-        "hosts": [book.host_name(key) for key in incident.hosts],
+        "hosts": [book.host_name(key, incident.cluster) for key in incident.hosts],
         "host_keys": list(incident.hosts),
+        "cluster": incident.cluster,
         "events": [{**ev, "anchor": ev["row"] in anchors} for ev in events],
     }
 
@@ -291,10 +348,28 @@ def _cite(findings: Sequence[Finding], rejected: bool, book: _Book) -> None:
                         "cause": finding.cause,
                         "key": evidence.key,
                         "role": evidence.role,
-                        "host": book.host_name(finding.host),
+                        "host": book.host_name(finding.host, finding.cluster),
                         "rejected": rejected,
                     }
                 )
+
+
+def _cluster(cluster: Cluster) -> dict[str, Any]:
+    """A cluster's expected and collected nodes (names as logged, or as the cluster events write them)."""
+
+    def names(keys: Iterable[str]) -> list[str]:
+        return [cluster.names.get(key, key) for key in keys]
+
+    return {
+        "name": cluster.name,
+        "domain": cluster.domain,
+        "basis": cluster.basis,
+        "nodes": names(cluster.nodes),
+        "collected": names(cluster.hosts),
+        "missing": names(cluster.missing),
+        "named_in_events": names(cluster.named),
+        "declared": names(cluster.declared),
+    }
 
 
 def _verdicts(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -357,12 +432,20 @@ def build_context(report: Report, *, lang: str = "en", tz: str = "UTC") -> dict[
         "totals": ledger.totals(),
         "inputs": [_input(entry) for entry in ledger.entries],
         "warnings": book.warnings,
+        "clusters": [_cluster(cluster) for cluster in report.clusters],
         "incidents": incidents,
         "findings": findings,
         "rejected": rejected,
         "no_finding": None if findings else words["no_finding"].format(incidents=len(incidents)),
     }
     ctx["view"] = _view(ctx, book, tz)
+    ctx["view"]["several_clusters"] = (
+        words["clusters_several"].format(
+            count=len(report.clusters), names=words["list_sep"].join(c.name for c in report.clusters)
+        )
+        if len(report.clusters) > 1
+        else None
+    )
     return ctx
 
 

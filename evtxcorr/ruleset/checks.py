@@ -72,17 +72,19 @@ def required_evidence_is_presence(ruleset: Ruleset) -> Iterator[Issue]:
                 )
 
 
-def windows_fit_incident(ruleset: Ruleset) -> Iterator[Issue]:
-    """Evidence looked for further from the anchors than an incident reaches is never found."""
-    settings = ruleset.settings
+def windows_reach_past_episode(ruleset: Ruleset) -> Iterator[Issue]:
+    """Evidence is looked up over the whole signal table, so no window is too long for an incident;
+    but a `before` item looking for one of its cause's own anchors is found only before the episode,
+    and anchors closer than `episode_gap_s` are part of it: such an item must reach further back."""
+    gap = ruleset.settings.episode_gap_s
     for cause in ruleset.causes.values():
         for index, spec in enumerate(cause.evidence):
-            reach = settings.lookback_s if spec.relation in ("before", "around") else settings.lookahead_s
-            if spec.within_s > reach:
+            if spec.relation == "before" and spec.detection in cause.anchors and spec.within_s <= gap:
                 yield Issue(
                     "warning",
                     _cause_loc(cause, "evidence", index, "within_s"),
-                    f"within_s {spec.within_s:g} exceeds the incident's reach ({reach:g} s in settings)",
+                    f"'{spec.key}' looks {spec.within_s:g} s before the episode for one of its own "
+                    f"anchors, which within episode_gap_s ({gap:g} s) belong to the episode: never present",
                     "windows",
                 )
 
@@ -131,7 +133,7 @@ CHECKS: dict[str, Callable[[Ruleset], Iterator[Issue]]] = {
     "references": unknown_detections,
     "evidence-keys": duplicate_evidence_keys,
     "required-is-presence": required_evidence_is_presence,
-    "windows": windows_fit_incident,
+    "windows": windows_reach_past_episode,
     "language": japanese_is_japanese,
     "names": names_follow_files,
     "node-names": node_name_detections,

@@ -49,6 +49,7 @@ class Settings:
     coverage_slack_s: float
     node_names: tuple[tuple[str, str], ...] = ()  # (detection, field) naming a cluster node
     payload_names: tuple[str, ...] = ()  # named payload fields rules may use (CONFIRMED names only)
+    episode_gap_s: float = 1800.0  # a host's anchors of one cause further apart are separate episodes
 
     def merged(self, other: dict[str, Any]) -> Settings:
         """These settings with the keys of a later settings file laid over them."""
@@ -221,7 +222,7 @@ SETTINGS_KEYS = {
     "payload_names": False,
 }
 CORRELATE_KEYS = {"gap_s": False, "lookback_s": False, "lookahead_s": False, "skew_s": False}
-DIAGNOSE_KEYS = {"threshold": False, "coverage_slack_s": False}
+DIAGNOSE_KEYS = {"threshold": False, "coverage_slack_s": False, "episode_gap_s": False}
 DAY_S = 86400.0
 
 
