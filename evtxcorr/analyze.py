@@ -5,7 +5,6 @@ discover -> parse -> table -> match detections -> correlate -> diagnose -> Repor
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Sour
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
 from evtxcorr.ruleset import Ruleset, load_ruleset, match, with_builtin
+from evtxcorr.signals import temporary_folder
 from evtxcorr.table import to_frame
 
 # Called as progress(source, records_so_far, finished) while parsing; the CLI draws a bar with it.
@@ -72,8 +72,8 @@ def analyze(
         raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
     ruleset = load_ruleset(with_builtin(options.rule_dirs))
     ledger = Ledger(warnings=[f"rules: built-in {note}" for note in ruleset.replaced])
-    with tempfile.TemporaryDirectory(prefix="evtxcorr-", dir=options.work_dir) as work_dir:
-        sources = discover(list(paths), ledger, work_dir=Path(work_dir))
+    with temporary_folder("evtxcorr-", options.work_dir) as work_dir:  # removed on signals too
+        sources = discover(list(paths), ledger, work_dir=work_dir)
         if on_sources:
             on_sources(sources)
         check_zones(sources, options.source_tz)

@@ -1,10 +1,13 @@
 """The command line: thin commands over the library. The only module that imports click.
 
-Library errors (EvtxcorrError) become one line on stderr and exit code 1; --debug shows tracebacks.
+Library errors (EvtxcorrError) and OS errors become one line on stderr and exit code 1 (2 for a
+bad -o, found before any work); SIGINT and SIGTERM exit 130 and 143 after cleaning up (signals.py);
+--debug shows tracebacks. Everything printed from the inputs goes through terminal.safe().
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,7 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from evtxcorr import __version__
-from evtxcorr.errors import EvtxcorrError
+from evtxcorr.errors import EvtxcorrError, OutputError
+from evtxcorr.signals import Interrupted, interruptible
+from evtxcorr.terminal import safe
+
+# python-evtx logs a warning per bad BinXML token on stderr through logging's last-resort handler; the
+# ledger already accounts for every record it could not read, so those lines are only noise.
+logging.getLogger("Evtx").addHandler(logging.NullHandler())
 
 # Export formats `forge build --format` writes besides evtx (evtxcorr.forge.exports.FORMATS; kept here
 # as names so that --help does not import the forge).
@@ -21,19 +30,39 @@ FORGE_EXPORTS = (
 )  # fmt: skip
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-EXPORT_FORMATS = ("xml", "csv", "json")  # ledger formats of event-log exports (discover/sniff.py)
+
+
+class _OptionError(click.ClickException):
+    """A bad option found by checking it (not by click's parser): one 'Error:' line, exit code 2."""
+
+    exit_code = 2
 
 
 class _Group(click.Group):
-    """Turns library errors into 'Error: ...' lines instead of tracebacks."""
+    """Turns library and OS errors into 'Error: ...' lines instead of tracebacks, and signals into
+    exit codes 130 (SIGINT) and 143 (SIGTERM) once every cleanup has run."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            with interruptible():
+                return super().invoke(ctx)
+        except Interrupted as stop:
+            done = (
+                "; no report written, temporary files removed" if ctx.invoked_subcommand == "analyze" else ""
+            )
+            click.echo(f"Error: {stop}{done}", err=True)
+            raise SystemExit(stop.exit_code) from None
         except EvtxcorrError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(safe(error)) from None
+        except BrokenPipeError:  # stdout closed early (`| head`): nothing left to say
+            raise SystemExit(1) from None
+        except OSError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(safe(f"{where}{error.strerror or error}")) from None
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -73,8 +102,9 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
-    help="Report file (its suffix picks the format) or folder (evtxcorr-report.html/.md/.json). "
+    type=click.Path(),
+    help="Report file (.html, .md or .json: the suffix picks the format) or folder (an existing one, "
+    "or a path ending in '/': evtxcorr-report.html/.md/.json). Never one of the inputs. "
     "Without it: Markdown on stdout.",
 )
 @click.option(
@@ -143,13 +173,13 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--work-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Where zip members are extracted, in a private folder removed afterwards (default: the "
-    "system temp dir).",
+    help="Where archive members are extracted, in a private folder removed afterwards, also on Ctrl-C "
+    "or SIGTERM (default: the system temp dir).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def analyze(
     paths: tuple[Path, ...],
-    output: Path | None,
+    output: str | None,
     formats: tuple[str, ...],
     lang: str,
     tz: str,
@@ -167,10 +197,11 @@ def analyze(
 ) -> None:
     """Analyse a log bundle and write the root-cause report.
 
-    PATHS are .evtx files, folders (searched recursively), .zip bundles (nested zips too) and
-    event-log exports: Event Viewer or wevtutil XML, PowerShell or Event Viewer CSV, PowerShell
-    JSON. Event logs are recognised by content, not by name; every file is accounted for in the
-    report (analysed, partial or skipped, with the reason). Records exported twice count once.
+    PATHS are .evtx files, folders (searched recursively), archives (.zip, .7z, .cab, .tar.gz/.tgz,
+    .gz; nested too; extracted safely, within limits for the whole run) and event-log exports: Event
+    Viewer or wevtutil XML, PowerShell or Event Viewer CSV, PowerShell JSON. Event logs are
+    recognised by content, not by name; every file is accounted for in the report (analysed,
+    partial or skipped, with the reason). Records exported twice count once.
 
     \b
     Examples:
@@ -181,15 +212,21 @@ def analyze(
         evtxcorr analyze System.csv Cluster.xml --source-tz Asia/Tokyo -o report/
 
     Exit code 0 when the analysis ran, whether or not a cause was found; 1 when the input is
-    unusable (a path that does not exist, no event log anywhere in it).
+    unusable (a path that does not exist, no event log anywhere in it: the error says why) or the
+    report cannot be written; 2 for a bad option (a bad -o is found before any work); 130 and 143
+    when stopped by Ctrl-C or SIGTERM (temporary files removed, no report written).
     """
     from evtxcorr.analyze import Options
     from evtxcorr.analyze import analyze as run_analysis
-    from evtxcorr.output import plan_outputs, write_atomic
+    from evtxcorr.output import plan_outputs, write_reports
     from evtxcorr.progress import Progress
     from evtxcorr.render import render
+    from evtxcorr.summary import nothing_usable, summary_lines
 
-    plan = plan_outputs(output, formats)
+    try:
+        plan = plan_outputs(output, formats, inputs=paths)
+    except OutputError as error:
+        raise _OptionError(safe(error)) from None
     options = Options(
         backend=backend,
         rule_dirs=rule_dirs,
@@ -204,22 +241,19 @@ def analyze(
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
-    if not any(
-        e.format == "evtx" or (e.format in EXPORT_FORMATS and e.records) for e in report.ledger.entries
-    ):
-        looked = len(report.ledger.entries)
-        raise EvtxcorrError(
-            f"no Windows event log (.evtx) found in {', '.join(map(str, paths))} "
-            f"({looked} file{'s' if looked != 1 else ''} looked at)"
-        )
+    unusable = nothing_usable(report.ledger, paths)
+    if unusable:
+        raise EvtxcorrError(unusable)
+    texts = {fmt: render(report, fmt, lang=lang, tz=tz) for fmt in plan}
+    files = {target: texts[fmt] for fmt, target in plan.items() if target is not None}
+    write_reports(files)
     for fmt, target in plan.items():
-        text = render(report, fmt, lang=lang, tz=tz)
         if target is None:
+            text = texts[fmt]  # the Markdown renderer escapes control characters itself
             click.echo(text, nl=not text.endswith("\n"))
-        else:
-            write_atomic(target, text)
     if not quiet:
-        _summary(report, [p for p in plan.values() if p is not None])
+        for line in summary_lines(report, list(files)):
+            click.echo(line, err=True)
 
 
 def _node_list(value: str | None) -> tuple[str, ...]:
@@ -231,73 +265,6 @@ def _node_list(value: str | None) -> tuple[str, ...]:
     if bad:
         raise click.BadParameter(f"not a host name: {', '.join(map(repr, bad))} (e.g. HV01,HV02)")
     return names
-
-
-def _summary(report, written: list[Path]) -> None:  # type: ignore[no-untyped-def]
-    from evtxcorr.table import host_names
-
-    totals = report.ledger.totals()
-    names = host_names(report.frame)
-
-    def err(text: str) -> None:
-        click.echo(text, err=True)
-
-    incidents = len(report.incidents)
-    err(
-        f"evtxcorr: {totals['files']} files, {totals['records_unique']} records "
-        f"({totals['records_failed']} failed, {totals['duplicates']} duplicates"
-        + (f", {totals['conflicts']} conflicting copies" if totals["conflicts"] else "")
-        + "), "
-        f"{incidents} incident{'' if incidents == 1 else 's'}"
-    )
-    causes = [f for f in report.findings if f.kind != "benign"]
-    for finding in causes:
-        where = (
-            names.get(finding.host, finding.host)
-            if finding.host
-            else "the cluster (" + ", ".join(names.get(h, h) for h in finding.hosts) + ")"
-        )
-        low, high = finding.confidence_range or (finding.confidence, finding.confidence)
-        span = f" (range {low:.2f}-{high:.2f})" if low != high else ""
-        unconfirmed = ", unconfirmed: logs are missing" if finding.certainty == "unconfirmed" else ""
-        err(
-            f"  finding: {finding.cause} on {where} ({finding.incident}), "
-            f"confidence {finding.confidence:.2f}{span}{unconfirmed}"
-        )
-    benign: dict[str, set[str]] = {}
-    for finding in report.findings:
-        if finding.kind == "benign":
-            benign.setdefault(finding.cause, set()).add(finding.incident)
-    for cause, explained in benign.items():
-        err(f"  explained: {len(explained)} incident(s) as {cause} (expected, nothing to do)")
-    for cluster in report.clusters:
-        if cluster.missing:
-            missing = ", ".join(cluster.names.get(n, n) for n in cluster.missing)
-            err(f"  nodes without logs{f' in {cluster.name}' if len(report.clusters) > 1 else ''}: {missing}")
-    if len(report.clusters) > 1:
-        err(
-            f"  {len(report.clusters)} clusters in these inputs, each analysed on its own: "
-            f"{'; '.join(c.name for c in report.clusters)} (separate cases? try `evtxcorr batch`)"
-        )
-    if not causes:
-        err("  no cause found")
-    for warning in report.ledger.warnings:
-        err(f"  warning: {warning}")
-    for path in written:
-        err(f"  wrote {path}")
-
-
-class _Terminated(BaseException):
-    """SIGTERM or SIGHUP (the terminal went away), raised in the main thread so that a batch stops
-    its cases, removes their work folders and writes its summary."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated(signum)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -401,7 +368,6 @@ def batch(
     of what is done.
     """
     import contextlib
-    import signal
 
     from evtxcorr.batch import BatchOptions, run_batch
     from evtxcorr.output import DEFAULT_FORMATS
@@ -421,21 +387,16 @@ def batch(
         force=force,
         work_dir=work_dir,
     )
-    caught = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {signum: signal.signal(signum, _raise_terminated) for signum in caught}
-    try:
+    try:  # signals raise Interrupted here (the group's interruptible()): cases stop, the summary is written
         with contextlib.closing(CaseBar(enabled=not quiet)) as bar:
             result = run_batch(list(paths), outdir, options, progress=bar)
-    except (KeyboardInterrupt, _Terminated) as stop:
+    except Interrupted:
         click.echo(
             f"evtxcorr batch: interrupted; {outdir / 'summary.json'} lists the cases done. "
             "Run the same command again to do the rest.",
             err=True,
         )
-        raise SystemExit(128 + (stop.signum if isinstance(stop, _Terminated) else signal.SIGINT)) from None
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        raise
     if not quiet:
         _batch_summary(result)
     if result.failed:

@@ -41,3 +41,7 @@ class RuleError(EvtxcorrError):
 
 class ParseError(EvtxcorrError):
     """A chunk or record could not be parsed by a backend (caught and counted, never escapes parse/)."""
+
+
+class OutputError(EvtxcorrError):
+    """A report cannot go where -o says (bad suffix, an input, unwritable, disk full...)."""

@@ -65,13 +65,16 @@ class Ledger:
     entries: list[InputEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     _paths: set[str] = field(default_factory=set, repr=False)  # display paths in use
+    _copies: dict[str, int] = field(default_factory=dict, repr=False)  # path -> last ' #N' given to it
 
     def add(self, path: str, **fields: object) -> InputEntry:
-        """A new entry; a display path already taken (a zip with two members of one name) gets ' #2'..."""
-        unique, copy = path, 1
+        """A new entry; a display path already taken (a zip with two members of one name) gets ' #2'...
+        (counting on from the last number given, so many members of one name stay linear)."""
+        unique, copy = path, self._copies.get(path, 1)
         while unique in self._paths:
             copy += 1
             unique = f"{path} #{copy}"
+        self._copies[path] = copy
         self._paths.add(unique)
         entry = InputEntry(path=unique, id=len(self.entries), **fields)  # type: ignore[arg-type]
         self.entries.append(entry)

@@ -11,6 +11,7 @@ from types import TracebackType
 from tqdm import tqdm
 
 from evtxcorr.model import Source
+from evtxcorr.terminal import safe
 
 
 class Progress:
@@ -40,7 +41,7 @@ class Progress:
         if self._bar is None:
             return
         self._bar.set_postfix_str(
-            f"{source.display[-40:]} {self._records + records:,} records", refresh=False
+            f"{safe(source.display[-40:])} {self._records + records:,} records", refresh=False
         )
         if finished:
             self._records += records

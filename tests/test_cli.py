@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import evtxcorr.analyze  # noqa: F401 - loaded, so that a test can replace its analyze()
 from evtxcorr.cli import cli
-from evtxcorr.errors import InputError
+from evtxcorr.errors import OutputError
 from evtxcorr.output import plan_outputs
 
 SHARED_NIC = "shared-nic-sole-dc-path"
@@ -41,7 +43,9 @@ def test_folder_without_event_logs_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a log")
     result = CliRunner().invoke(cli, ["analyze", str(tmp_path), "-q"])
     assert result.exit_code == 1
-    assert "no Windows event log" in result.output
+    assert (
+        "no usable Windows event log" in result.output and "notes.txt: .csv/.txt export copy" in result.output
+    )
 
 
 def test_bad_timezone_is_rejected(bundles_dir: Path) -> None:
@@ -94,9 +98,9 @@ def test_output_planning(tmp_path: Path) -> None:
     assert plan_outputs(tmp_path / "x.json", ()) == {"json": tmp_path / "x.json"}
     assert set(plan_outputs(tmp_path, ())) == {"html", "md", "json"}
     assert plan_outputs(tmp_path / "dir", ("html",)) == {"html": tmp_path / "dir" / "evtxcorr-report.html"}
-    with pytest.raises(InputError):
+    with pytest.raises(OutputError):
         plan_outputs(None, ("html", "md"))
-    with pytest.raises(InputError):
+    with pytest.raises(OutputError):
         plan_outputs(tmp_path / "x.json", ("html", "md"))
 
 
@@ -193,7 +197,7 @@ def test_the_run_summary_names_cluster_verdicts_and_benign_incidents(
         cli,
         ["analyze", str(committed_bundles / "boot-time-dc-not-ready.zip"), "-o", str(tmp_path / "b.json")],
     )
-    assert "explained: 2 incident(s) as boot-time-dc-not-ready (expected, nothing to do)" in boot.output
+    assert "explained: 2 incidents as boot-time-dc-not-ready (expected, nothing to do)" in boot.output
     assert "no cause found" in boot.output
     explained = run("rules", "explain", SHARED_NIC)
     assert explained.exit_code == 0 and "Get-VMSwitch" in explained.output
@@ -210,3 +214,132 @@ def test_work_dir_holds_extracted_members_only_while_running(committed_bundles: 
     doc = json.loads(target.read_text(encoding="utf-8"))
     assert [f["cause"] for f in doc["findings"]] == [SHARED_NIC]
     assert all(e["path"].startswith(str(zipped) + "!") for e in doc["inputs"] if e["format"] == "evtx")
+
+
+# --- issue 15: hostile and broken input ------------------------------------------------------------
+
+
+def _one_error_line(result) -> str:  # type: ignore[no-untyped-def]
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_report_never_overwrites_its_input_and_is_checked_before_parsing(
+    bundles_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    same = tmp_path / "same"
+    same.mkdir()
+    log = same / "System.md"
+    log.write_bytes((bundles_dir / SHARED_NIC / "HV01" / "System.evtx").read_bytes())
+    before = log.read_bytes()
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the analysis ran before -o was checked")
+
+    monkeypatch.setattr(sys.modules["evtxcorr.analyze"], "analyze", never)
+    for given in ([str(log)], [str(same)]):
+        result = CliRunner().invoke(cli, ["analyze", *given, "-o", str(log)])
+        assert result.exit_code == 2
+        assert "write the report outside the inputs" in _one_error_line(result)
+    assert log.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("target", "formats", "message"),
+    [
+        ("bundle.zip", [], "is an existing file that is not a report"),
+        ("report.txt", [], "has no report suffix"),
+        ("x.html", ["--format", "json"], "--format json does not match -o"),
+        ("/dev/full", [], "not a regular file or folder"),
+    ],
+)
+def test_bad_output_is_one_line_before_any_work(
+    bundles_dir: Path, tmp_path: Path, target: str, formats: list[str], message: str
+) -> None:
+    (tmp_path / "bundle.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    path = target if target.startswith("/") else str(tmp_path / target)
+    result = CliRunner().invoke(cli, ["analyze", str(bundles_dir / SHARED_NIC), "-o", path, *formats, "-q"])
+    assert result.exit_code == 2
+    assert message in _one_error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.zip"]  # nothing created, nothing replaced
+    assert (tmp_path / "bundle.zip").read_bytes() == b"PK\x05\x06" + b"\x00" * 18
+
+
+def test_os_error_while_running_is_one_line(tmp_path: Path) -> None:
+    locked = tmp_path / "in"
+    locked.mkdir()
+    (locked / "System.evtx").write_bytes(b"ElfFile\x00")
+    result = CliRunner().invoke(cli, ["analyze", str(locked), "--work-dir", "/proc", "-q"])
+    assert result.exit_code == 1
+    assert _one_error_line(result).startswith("Error: /proc/evtxcorr-")
+
+
+def test_skip_reasons_reach_the_summary_the_report_and_the_error(bundles_dir: Path, tmp_path: Path) -> None:
+    from archive_builders import seven_zip
+
+    log = (bundles_dir / SHARED_NIC / "HV01" / "System.evtx").read_bytes()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "System.evtx").write_bytes(log)
+    seven_zip(mixed / "locked.7z", {"HV02/System.evtx": log}, password="secret")
+    (mixed / "cut.evtx").write_bytes(log[:100])
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["analyze", str(mixed), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"  skipped: {mixed}/locked.7z: encrypted 7z archive, cannot be read" in result.stderr
+    assert f"  skipped: {mixed}/cut.evtx: shorter than an EVTX file header" in result.stderr
+    assert result.stderr.startswith("evtxcorr: 3 files (2 skipped), ")
+    inputs = {e["path"]: e for e in json.loads(out.read_text(encoding="utf-8"))["inputs"]}
+    assert inputs[f"{mixed}/locked.7z"]["reason"] == "encrypted 7z archive, cannot be read"
+    alone = CliRunner().invoke(cli, ["analyze", str(mixed / "locked.7z"), str(mixed / "cut.evtx"), "-q"])
+    assert alone.exit_code == 1
+    line = _one_error_line(alone)
+    assert "encrypted 7z archive, cannot be read" in line and "shorter than an EVTX file header" in line
+
+
+def test_names_from_the_inputs_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    evil = tmp_path / "in"
+    evil.mkdir()
+    (evil / "x\x1b]0;pwned\x07\x1b[2J\nfinding: fake.evtx").write_bytes(b"\x00\x01junk")
+    result = CliRunner().invoke(cli, ["analyze", str(evil)])
+    assert result.exit_code == 1
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "x\\x1b]0;pwned\\x07\\x1b[2J\\x0afinding: fake.evtx" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("bad", [".HV04", "../HV04", "HV04/x"])
+def test_forge_refuses_names_that_leave_its_folder(repo_root: Path, tmp_path: Path, bad: str) -> None:
+    shipped = repo_root / "evtxcorr" / "forge" / "scenarios" / f"{SHARED_NIC}.yaml"
+    custom = tmp_path / "yaml" / f"{SHARED_NIC}.yaml"
+    custom.parent.mkdir()
+    custom.write_text(shipped.read_text(encoding="utf-8").replace("HV04", bad), encoding="utf-8")
+    out = tmp_path / "deep" / "out"
+    result = CliRunner().invoke(cli, ["forge", "build", str(custom), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "nodes[3].name: must be a host name" in _one_error_line(result)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "yaml",
+        f"yaml/{SHARED_NIC}.yaml",
+    ]
+
+
+ALIAS_BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    + ["detection: *i", ""]
+)
+
+
+@pytest.mark.parametrize("text", [ALIAS_BOMB, "loop: &l [*l]\n"])
+def test_rules_yaml_alias_bomb_is_refused_cheaply(bundles_dir: Path, tmp_path: Path, text: str) -> None:
+    rules = tmp_path / "rules" / "sigma"
+    rules.mkdir(parents=True)
+    (rules / "bomb.yml").write_text(text, encoding="utf-8")
+    checked = run("rules", "check", str(rules.parent))
+    assert checked.exit_code == 1
+    assert f"{rules / 'bomb.yml'}:" in checked.output and "(YAML aliases?)" in checked.output
+    result = CliRunner().invoke(cli, ["analyze", str(bundles_dir / SHARED_NIC), "--rules", str(rules.parent)])
+    assert result.exit_code == 1 and "(YAML aliases?)" in _one_error_line(result)

@@ -8,25 +8,22 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from archive_builders import SAMPLE, run_discover
 
-from evtxcorr.discover import ArchiveLimits, discover, entry_for
+from evtxcorr.discover import ArchiveLimits, entry_for
 from evtxcorr.discover.layouts import hints
 from evtxcorr.discover.sniff import sniff_bytes
 from evtxcorr.errors import InputError
-from evtxcorr.ledger import Ledger
 
 EVTX_HEAD = b"ElfFile\x00" + b"\x00" * 4088 + b"ElfChnk\x00"
 
 
 @pytest.fixture()
 def evtx_bytes(corpus_dir: Path) -> bytes:
-    return (corpus_dir / "Application_no_crc32.evtx").read_bytes()
+    return (corpus_dir / SAMPLE).read_bytes()
 
 
-def _run(paths, tmp_path: Path, **kwargs):
-    ledger = Ledger()
-    sources = discover([Path(p) for p in paths], ledger, work_dir=tmp_path / "work", **kwargs)
-    return sources, ledger, {e.path: e for e in ledger.entries}
+_run = run_discover
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -163,14 +160,15 @@ def test_limits_depth_and_total(tmp_path: Path, evtx_bytes: bytes) -> None:
         tmp_path / "c.zip", {"inner.zip": inner.getvalue(), "one.evtx": evtx_bytes, "two.evtx": evtx_bytes}
     )
     sources, _ledger, entries = _run([bundle], tmp_path, max_depth=1)
-    assert entries[f"{bundle}!inner.zip"].reason.startswith("archive nested deeper than 1")
+    assert entries[f"{bundle}!inner.zip"].reason.startswith("zip archive nested deeper than 1")
     assert len(sources) == 2
     limits = ArchiveLimits(max_total=len(evtx_bytes) + len(inner.getvalue()) + 10)
     sources, _ledger, entries = _run([bundle], tmp_path, limits=limits)
-    # members go in name order: inner.zip and its x.evtx use up the budget before one.evtx
-    assert [s.display for s in sources] == [f"{bundle}!inner.zip!x.evtx"]
-    assert "total limit" in entries[f"{bundle}!one.evtx"].reason
-    assert entries[f"{bundle}!two.evtx"].status == "skipped"
+    # an archive's members are extracted in name order, then nested archives are opened: inner.zip
+    # and one.evtx use up the budget, so two.evtx and inner.zip's x.evtx are left out
+    assert [s.display for s in sources] == [f"{bundle}!one.evtx"]
+    assert "total limit" in entries[f"{bundle}!two.evtx"].reason
+    assert "total limit" in entries[f"{bundle}!inner.zip!x.evtx"].reason
 
 
 def test_damaged_zip(tmp_path: Path) -> None:

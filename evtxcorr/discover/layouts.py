@@ -6,6 +6,7 @@ Hints only: the records' own Computer and Channel win, and parse/ warns when the
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # (layout name, pattern on the base name). Groups: host, channel, ext. First match wins.
@@ -56,10 +57,14 @@ def hints(base_name: str) -> NameHints:
     return NameHints(ext=ext)
 
 
-def evtx_sibling(base_name: str, names_in_folder: set[str]) -> str | None:
-    """For a text export (X.csv / X.txt), the name of the X.evtx beside it, if present."""
+def folder_index(names: Iterable[str]) -> dict[str, str]:
+    """Lower-cased name -> name, for the files of one folder (built once, looked up per file)."""
+    return {name.lower(): name for name in names}
+
+
+def evtx_sibling(base_name: str, folder: Mapping[str, str]) -> str | None:
+    """For a text export (X.csv / X.txt), the name of the X.evtx beside it in `folder` (folder_index)."""
     stem, dot, ext = base_name.rpartition(".")
     if not dot or ext.lower() not in TEXT_EXTENSIONS:
         return None
-    lowered = {name.lower(): name for name in names_in_folder}
-    return lowered.get(f"{stem}.evtx".lower())
+    return folder.get(f"{stem}.evtx".lower())

@@ -20,6 +20,14 @@ SIGNATURES: tuple[tuple[str, int, bytes], ...] = (
     ("evtx", 4096, b"ElfChnk\x00"),
     ("zip", 0, b"PK\x03\x04"),
     ("zip", 0, b"PK\x05\x06"),  # empty archive
+    ("zip", 0, b"PK\x07\x08"),  # spanned archive marker before the first local header
+    ("7z", 0, b"7z\xbc\xaf\x27\x1c"),
+    ("cab", 0, b"MSCF\x00\x00\x00\x00"),  # Microsoft Cabinet (diagnostic packages)
+    ("gzip", 0, b"\x1f\x8b"),  # .gz, .tar.gz, .tgz
+    ("bzip2", 4, b"\x31\x41\x59\x26\x53\x59"),  # 'BZh9' then the block magic
+    ("xz", 0, b"\xfd7zXZ\x00"),
+    ("tar", 257, b"ustar"),
+    ("rar", 0, b"Rar!\x1a\x07"),
 )
 EXPORT_KINDS = ("xml", "csv", "json")  # event-log exports, read by parse/exports/
 
@@ -34,8 +42,9 @@ _JSON_KEYS = frozenset(POWERSHELL_COLUMNS)
 
 
 def sniff_bytes(head: bytes) -> str:
-    """'evtx', 'zip', an export kind ('xml', 'csv', 'json'), 'xml-other' (XML that is no event
-    export), 'text', 'empty' or 'unknown' for the first bytes of a file."""
+    """'evtx', an archive kind ('zip', '7z', 'cab', 'gzip', 'bzip2', 'xz', 'tar', 'rar'), an export
+    kind ('xml', 'csv', 'json'), 'xml-other' (XML that is no event export), 'text', 'empty' or
+    'unknown' for the first bytes of a file."""
     if not head:
         return "empty"
     for kind, offset, magic in SIGNATURES:

@@ -24,7 +24,7 @@ from pathlib import Path
 from evtxcorr.forge.catalog import load_catalog, message
 from evtxcorr.forge.events import Classic, EventData, ForgedEvent, UserData
 from evtxcorr.forge.exports import FORMATS, write_export
-from evtxcorr.forge.scenario import Scenario
+from evtxcorr.forge.scenario import SCENARIO_ID, Scenario
 from evtxcorr.forge.timeline import as_scenario, iter_expand
 from evtxcorr.forge.writer import evtx_bytes, write_evtx
 
@@ -93,6 +93,8 @@ def forge_bundle(
         raise ValueError(f"unknown format '{format}'; choose from evtx, {', '.join(FORMATS)}")
     scenario = as_scenario(scenario)
     name = name or scenario.id
+    if not SCENARIO_ID.fullmatch(name):  # the folder is emptied first: it must be a plain child of out_dir
+        raise ValueError(f"bundle name {name!r} is not a plain folder name")
     out_dir = Path(out_dir)
     folder = out_dir / name
     if folder.exists():
@@ -101,6 +103,8 @@ def forge_bundle(
     for fqdn, channel, first_id, events in iter_expand(scenario, seed=seed, scale=scale):
         host = fqdn.split(".")[0]
         path = folder / LAYOUTS[layout](host, channel)
+        if not host or not path.resolve().is_relative_to(folder.resolve()):  # scenario.py checks names
+            raise ValueError(f"host {fqdn!r} would write {path} outside {folder}")
         path.parent.mkdir(parents=True, exist_ok=True)
         if format != "evtx":
             written.append(write_export(path, events, format, first_record_id=first_id, tz=tz))

@@ -8,6 +8,7 @@ line and key path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +45,11 @@ CAUSES = (
     "none",
 )
 ROLES = ("source", "peer", "others", "all")
+# Names that end up in file paths: a NetBIOS-style host name, DNS labels, a scenario id (never '.', '..',
+# a leading dot, or a separator, so a bundle is always written inside its folder).
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,14}")
+DOMAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)*")
+SCENARIO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MIN_NODES, MAX_NODES = 2, 8
 
 _STEP = {
@@ -312,7 +318,18 @@ def _check_scenario(doc: Doc, expected_id: str | None) -> list[tuple[KeyPath, st
     problems: list[tuple[KeyPath, str]] = []
     if expected_id and data["id"] != expected_id:
         problems.append((("id",), f"must match the file name '{expected_id}'"))
+    if not SCENARIO_ID.fullmatch(str(data["id"])):
+        problems.append((("id",), "must be letters, digits, '-', '_' or '.', not starting with '.'"))
+    if not DOMAIN_NAME.fullmatch(str(data["domain"].get("fqdn", ""))):
+        problems.append(
+            (("domain", "fqdn"), "must be a DNS name (letters, digits, '-', dots between labels)")
+        )
     names = [n["name"] for n in data["nodes"]]
+    problems += [
+        (("nodes", i, "name"), "must be a host name: 1-15 letters, digits or '-', not starting with '-'")
+        for i, name in enumerate(names)
+        if not HOST_NAME.fullmatch(str(name))
+    ]
     if not MIN_NODES <= len(names) <= MAX_NODES:
         problems.append((("nodes",), f"needs {MIN_NODES} to {MAX_NODES} nodes, has {len(names)}"))
     if len(set(names)) != len(names):

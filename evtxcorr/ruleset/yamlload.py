@@ -38,17 +38,38 @@ class Doc:
 
 
 _SCALARS = yaml.SafeLoader("")  # only its constructor is used, to type plain scalars the safe way
+# Bounds on one document. Aliases make a few lines expand to billions of values (a "billion laughs"
+# alias bomb) or to a cycle; a rule file needs a few hundred values at most.
+MAX_TEXT = 4 * 1024 * 1024
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+@dataclass
+class _Limit:
+    """Values left to build in this document."""
+
+    values: int = MAX_VALUES
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _build(node: yaml.Node, path: KeyPath, marks: dict[KeyPath, tuple[int, int]], display: str) -> Any:
+def _build(
+    node: yaml.Node, path: KeyPath, marks: dict[KeyPath, tuple[int, int]], display: str, limit: _Limit
+) -> Any:
+    limit.values -= 1
+    if limit.values < 0 or len(path) > MAX_DEPTH:
+        line, col = _mark(node)
+        raise RuleError(
+            f"document expands to more than {MAX_VALUES} values or {MAX_DEPTH} levels (YAML aliases?)",
+            Location(display, line, col),
+        )
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _build(key_node, path, {}, display)
+            key = _build(key_node, path, {}, display, limit)
             if not isinstance(key, str | int | bool) or key is None:
                 line, col = _mark(key_node)
                 raise RuleError(
@@ -61,19 +82,21 @@ def _build(node: yaml.Node, path: KeyPath, marks: dict[KeyPath, tuple[int, int]]
                     f"duplicate key '{key}' (first written on line {first})", Location(display, line, col)
                 )
             marks[(*path, key)] = _mark(key_node)
-            out[key] = _build(value_node, (*path, key), marks, display)
+            out[key] = _build(value_node, (*path, key), marks, display, limit)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item in enumerate(node.value):
             marks[(*path, index)] = _mark(item)
-            items.append(_build(item, (*path, index), marks, display))
+            items.append(_build(item, (*path, index), marks, display, limit))
         return items
     return _SCALARS.construct_object(node, deep=True)
 
 
 def load_text(text: str, display: str) -> Doc:
     """Load one YAML document from `text`; `display` names it in error locations."""
+    if len(text) > MAX_TEXT:
+        raise RuleError(f"file is over {MAX_TEXT // (1024 * 1024)} MiB, not a rule file", Location(display))
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -83,7 +106,7 @@ def load_text(text: str, display: str) -> Doc:
     except yaml.YAMLError as exc:  # e.g. several documents in one file
         raise RuleError(f"YAML: {exc}", Location(display)) from None
     marks: dict[KeyPath, tuple[int, int]] = {}
-    data = None if node is None else _build(node, (), marks, display)
+    data = None if node is None else _build(node, (), marks, display, _Limit())
     return Doc(display, data, marks)
 
 
