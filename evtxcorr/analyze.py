@@ -5,7 +5,7 @@ discover -> parse -> table -> match detections -> correlate -> diagnose -> Repor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from evtxcorr.ledger import Ledger
 from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
-from evtxcorr.ruleset import Ruleset, load_ruleset, match, with_builtin
+from evtxcorr.ruleset import Ruleset, Signals, load_ruleset, match_unknown, with_builtin
 from evtxcorr.signals import temporary_folder
 from evtxcorr.table import to_frame
 
@@ -79,8 +79,10 @@ def analyze(
         check_zones(sources, options.source_tz)
         records = read_all(sources, ledger, options, progress)
         frame = to_frame(records, ledger)
-    signals = match(frame, ruleset)
-    clusters, offsets, incidents, findings, rejected = _per_cluster(frame, signals, ruleset, options, ledger)
+    signals, maybe = match_unknown(frame, ruleset)  # maybe: rows of exports without payload
+    clusters, offsets, incidents, findings, rejected = _per_cluster(
+        frame, signals, maybe, ruleset, options, ledger
+    )
     return Report(
         version=__version__,
         generated=datetime.now(UTC),
@@ -92,6 +94,7 @@ def analyze(
         rejected=rejected,
         causes=ruleset.cause_texts(),
         signals=signals,
+        maybe=maybe,
         detections={name: detection.titles for name, detection in ruleset.detections.items()},
         clusters=clusters,
         clock=offsets,
@@ -101,28 +104,36 @@ def analyze(
 # --- correlate and diagnose one cluster at a time: one cluster never vouches for another -------------
 
 
+def _subset(signals: Signals, rows: Iterable[int]) -> Signals:
+    return {row: signals[row] for row in rows if row in signals}
+
+
 def _per_cluster(
     frame: pd.DataFrame,
-    signals: dict[int, tuple[str, ...]],
+    signals: Signals,
+    maybe: Signals,
     ruleset: Ruleset,
     options: Options,
     ledger: Ledger,
 ) -> tuple[list[Cluster], list[ClockOffset], list[Incident], list[Finding], list[Finding]]:
     """Clusters found in the inputs, then each one's clock offsets, incidents, findings and rejected
-    causes, computed from that cluster's rows alone."""
+    causes, computed from that cluster's rows alone. Rows that only `maybe` match (payload not in the
+    input) open incidents; they never name nodes or measure clocks, which read payload values."""
     hosts = collected_hosts(frame, (host for entry in ledger.entries for host in entry.hosts))
     clusters = find_clusters(hosts, mentions(frame, signals, ruleset), options.nodes)
     if not clusters:  # no host in any log: nothing to correlate
         return [], [], [], [], []
     several = len(clusters) > 1
-    mine = rows_by_cluster(frame, signals, clusters) if several else [list(signals)]
-    cluster_signals = [{row: signals[row] for row in rows} for rows in mine]
+    every = sorted({*signals, *maybe})
+    mine = rows_by_cluster(frame, every, clusters) if several else [every]
+    cluster_signals = [_subset(signals, rows) for rows in mine]
+    cluster_maybe = [_subset(maybe, rows) for rows in mine]
     clock_settings = clock.clock_settings(ruleset.settings.clock)
     measured = [clock.estimate(frame, subset, clock_settings) for subset in cluster_signals]
     found = [
         correlate(
             frame,
-            subset,
+            {row: subset.get(row, ()) + possible.get(row, ()) for row in rows},
             ruleset,
             gap_s=options.gap_s,
             lookback_s=options.lookback_s,
@@ -130,7 +141,9 @@ def _per_cluster(
             skew_s=options.skew_s,
             offsets=clock.offsets_s(offsets),
         )
-        for subset, offsets in zip(cluster_signals, measured, strict=True)
+        for rows, subset, possible, offsets in zip(
+            mine, cluster_signals, cluster_maybe, measured, strict=True
+        )
     ]
     numbered = renumber(list(zip(clusters, found, strict=True)))
     slack = ruleset.settings.coverage_slack_s
@@ -138,8 +151,8 @@ def _per_cluster(
     host_of_row = frame["host_key"]
     findings: list[Finding] = []
     rejected: list[Finding] = []
-    for cluster, subset, offsets, incidents, rows in zip(
-        clusters, cluster_signals, measured, numbered, by_cluster, strict=True
+    for cluster, subset, possible, offsets, incidents, rows in zip(
+        clusters, cluster_signals, cluster_maybe, measured, numbered, by_cluster, strict=True
     ):
         coverage = Coverage.from_frame(frame.loc[rows], slack) if rows is not None else None
         reported, ruled_out = diagnose(
@@ -151,6 +164,7 @@ def _per_cluster(
             skew_s=options.skew_s,
             coverage=coverage,
             nodes=cluster.nodes,
+            maybe=possible,
         )
         reported, ruled_out = finalize(reported, ruled_out, ruleset, clock=offsets, host_of_row=host_of_row)
         name = cluster.name if several else None

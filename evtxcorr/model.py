@@ -120,6 +120,9 @@ class Evidence:
     # cause, then for it); equal to (contribution, contribution) when every host in scope decided it.
     contribution_range: tuple[float, float] | None = None
     unknown_logs: tuple[tuple[str, str], ...] = ()  # (host key, channel) whose log could not decide it
+    # hosts whose matching events came from an export without payload: the event is there, but whether
+    # it is the one the detection describes (its status code, its reason) could not be checked
+    unchecked_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,9 @@ class Report:
     rejected: list[Finding]
     causes: dict[str, CauseText]
     signals: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> detection ids it matched
+    # row -> detection ids it may match: an export without payload (Event Viewer CSV) shows the provider
+    # and event id, not the status code or reason the detection also asks for
+    maybe: dict[int, tuple[str, ...]] = field(default_factory=dict)
     detections: dict[str, dict[str, str]] = field(default_factory=dict)  # detection id -> lang -> title
     clusters: list[Cluster] = field(default_factory=list)  # one per cluster found in the inputs
     clock: list[ClockOffset] = field(default_factory=list)  # measured node clock offsets

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from evtxcorr.discover.sniff import EXPORT_KINDS
 from evtxcorr.ledger import InputEntry, Ledger
-from evtxcorr.model import Report
+from evtxcorr.model import Finding, Report
 from evtxcorr.table import host_names
 from evtxcorr.terminal import safe
 
@@ -48,6 +48,15 @@ def _input_lines(entries: Sequence[InputEntry], status: str) -> list[str]:
     return lines
 
 
+def _why_unconfirmed(finding: Finding) -> str:
+    """What keeps the low end of a finding's range under the threshold, in a few words."""
+    if any(item.unknown_logs for item in finding.evidence) or not any(
+        item.unchecked_hosts for item in finding.evidence
+    ):
+        return "logs are missing"
+    return "the exports carry no payload to check"
+
+
 def summary_lines(report: Report, written: Sequence[Path]) -> list[str]:
     ledger: Ledger = report.ledger  # type: ignore[assignment]
     totals = ledger.totals()
@@ -73,7 +82,9 @@ def summary_lines(report: Report, written: Sequence[Path]) -> list[str]:
         )
         low, high = finding.confidence_range or (finding.confidence, finding.confidence)
         span = f" (range {low:.2f}-{high:.2f})" if low != high else ""
-        unconfirmed = ", unconfirmed: logs are missing" if finding.certainty == "unconfirmed" else ""
+        unconfirmed = (
+            f", unconfirmed: {_why_unconfirmed(finding)}" if finding.certainty == "unconfirmed" else ""
+        )
         lines.append(
             f"  finding: {safe(finding.cause)} on {where} ({safe(finding.incident)}), "
             f"confidence {finding.confidence:.2f}{span}{unconfirmed}"

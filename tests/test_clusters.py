@@ -183,3 +183,11 @@ def test_a_node_without_logs_is_shown_missing_and_leaves_the_finding_unconfirmed
     markdown = (out / "evtxcorr-report.md").read_text(encoding="utf-8")
     assert "likely, unconfirmed" in markdown and "the System log of HV02" in markdown
     assert "nodes without logs: HV02, HV05" in result.output
+
+
+def test_a_cluster_event_without_payload_names_no_node() -> None:
+    """An Event Viewer CSV row of 1135 has no %1: it must not add a node called 'nan' (or '') whose
+    missing logs would then leave every other-nodes item unknown."""
+
+    assert node_key(float("nan")) is None and node_key(None) is None and node_key("") is None
+    assert node_key("HV02.contoso.local") == ("hv02", "contoso.local")

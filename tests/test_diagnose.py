@@ -443,3 +443,36 @@ def test_a_fallback_is_kept_for_an_episode_no_other_cause_explains() -> None:
     rows = se.cluster(end=14400) + se.shared_nic() + [se.ha_21502("HV01", 7200, "0x80090303")]
     _i, findings, _r = run(rows)
     assert [(f.cause, f.host) for f in findings] == [(SHARED, "hv01"), ("unknown-auth-failure", "hv01")]
+
+
+def test_an_export_without_payload_names_the_cause_unconfirmed_with_the_payload_evidence_unknown() -> None:
+    """Issue 16: HV01's logs came as Event Viewer CSV (provider, event id and time only). The 5719,
+    21502 and 1228 may be the ones the cause looks for, or their look-alikes: the cause is named,
+    unconfirmed, and everything only a payload could decide is unknown ('payload not checked')."""
+    from evtxcorr.ruleset import match_unknown
+
+    def bare(row: dict) -> dict:
+        if row["host_key"] != "hv01":
+            return row
+        return {**row, "data": (), "data_names": (), "binary": "", "codes": (), "payload_known": False}
+
+    table = se.frame([bare(r) for r in se.cluster() + se.shared_nic()])
+    signals, maybe = match_unknown(table, RULES)
+    every = {row: signals.get(row, ()) + maybe.get(row, ()) for row in {*signals, *maybe}}
+    incidents = correlate(table, every, RULES)
+    findings, _ = diagnose(table, incidents, signals, RULES, maybe=maybe)
+    assert reported(findings) == [(SHARED, "hv01")]
+    finding = findings[0]
+    assert finding.certainty == "unconfirmed" and finding.confidence_range[0] < 0.5
+    for key in ("no-logon-servers", "migration-no-authority", "delegation-error", "secure-channel-error"):
+        item = evidence(finding, key)
+        assert (item.status, item.contribution, item.note_key) == (
+            "unknown",
+            0.0,
+            "evidence.payload_not_checked",
+        )
+        assert item.rows and item.unchecked_hosts == ("hv01",)
+    assert evidence(finding, "link-down").status == "present"  # e1iexpress 27 needs no payload
+    assert evidence(finding, "other-nodes-keep-dc").status == "absent"  # the other nodes' logs vouch
+    # without the possible matches, the same table gives nothing: the CSV rows could not anchor
+    assert diagnose(table, correlate(table, signals, RULES), signals, RULES)[0] == []

@@ -409,3 +409,66 @@ def test_unsupported_correlations_are_errors_naming_file_and_line(
     assert len(errors) == 1, [str(e) for e in errors]
     assert str(errors[0].location).startswith(f"{tmp_path}/sigma/corr.yml:{line}:"), str(errors[0])
     assert message in errors[0].message
+
+
+# --- exports without payload: payload tests are neither true nor false (issue 16) -------------------
+
+
+def _without_payload(row: dict) -> dict:
+    """The row as an Event Viewer CSV gives it: provider, event id and time, no payload values."""
+    return {**row, "data": (), "data_names": (), "binary": "", "codes": (), "payload_known": False}
+
+
+def _unknown_hits(detection_yaml: str, rows: list[dict]) -> tuple[list[str], list[str]]:
+    """(hosts whose row surely matches, hosts whose row may match)."""
+    from evtxcorr.ruleset.sigma import evaluate_unknown
+
+    detection, issues = compile_rule(detection_yaml)
+    assert detection is not None, [str(i) for i in issues]
+    table = se.frame(rows)
+    surely, maybe = evaluate_unknown(FrameView(table, SETTINGS), detection)
+    return sorted(table.loc[surely, "host_key"].tolist()), sorted(table.loc[maybe, "host_key"].tolist())
+
+
+@pytest.mark.parametrize(
+    ("detection", "expected"),
+    [
+        # provider and event id fit, only the payload could tell: possible, never sure
+        (
+            "  sel: {Provider_Name: NETLOGON, EventID: 5719, Binary: 5E0000C0}\n  condition: sel\n",
+            (["hv02"], ["hv01"]),
+        ),
+        # NOT of a payload test is still unknown (two-valued logic said 'true': a sure match)
+        (
+            "  sel: {Provider_Name: NETLOGON, EventID: 5719}\n  code: {Binary: 220000C0}\n"
+            "  condition: sel and not code\n",
+            (["hv02"], ["hv01"]),
+        ),
+        # no payload test: sure on both
+        ("  sel: {Provider_Name: NETLOGON, EventID: 5719}\n  condition: sel\n", (["hv01", "hv02"], [])),
+        # an OR whose other branch is surely true: sure
+        (
+            "  sel: {EventID: 5719}\n  code: {Binary: 220000C0}\n  condition: sel or code\n",
+            (["hv01", "hv02"], []),
+        ),
+        # another event id: neither, whatever the payload
+        ("  sel: {EventID: 3210, Binary: 5E0000C0}\n  condition: sel\n", ([], [])),
+    ],
+)
+def test_payload_tests_on_rows_without_payload_are_unknown(detection: str, expected: tuple) -> None:
+    rows = [_without_payload(se.netlogon_5719("HV01", 0)), se.netlogon_5719("HV02", 1)]
+    assert _unknown_hits(detection, rows) == expected
+
+
+def test_match_unknown_splits_sure_and_possible_matches_and_correlations_follow(tmp_path) -> None:
+    from evtxcorr.ruleset import match_unknown
+
+    ruleset = load_ruleset()
+    rows = [_without_payload(se.netlogon_5719("HV01", 0)), _without_payload(se.fc_1228("HV01", 60))]
+    table = se.frame(rows)
+    surely, maybe = match_unknown(table, ruleset)
+    assert surely == match(table, ruleset)
+    by_event = {int(table.loc[i, "event_id"]): set(names) for i, names in maybe.items()}
+    assert {"netlogon-5719-no-logon-servers", "netlogon-5719-logon-failure"} <= by_event[5719]
+    assert "dc-lost-with-cluster-name-error" in by_event[5719]  # the correlation of two possible matches
+    assert not any("netlogon-5719-no-logon-servers" in names for names in surely.values())

@@ -51,7 +51,9 @@ def split_host(name: str) -> tuple[str, str]:
 
 def node_key(value: object) -> tuple[str, str] | None:
     """(host key, domain) of a node name found in an event, or None if it is not a host name."""
-    text = str(value or "").strip()
+    if not isinstance(value, str):  # no payload value there (NaN, None): an export without payload
+        return None
+    text = value.strip()
     if not _NODE_NAME.fullmatch(text):
         return None
     return split_host(text)

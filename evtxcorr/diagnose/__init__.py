@@ -38,6 +38,7 @@ NOTE_UNKNOWN = "evidence.unknown_missing_log"
 NOTE_NOT_EVERY = "evidence.not_on_every_node"
 NOTE_VETO = "evidence.required_not_met"
 NOTE_ANCHOR = "evidence.anchor"  # key 'anchor:<detection>': the rows that made the host a candidate
+NOTE_UNCHECKED = "evidence.payload_not_checked"  # seen only in exports without payload: unknown
 NS = 1_000_000_000
 
 
@@ -66,6 +67,13 @@ class _Context:
     coverage: Coverage
     channels: Mapping[str, tuple[str, ...]]
     skew_ns: int
+    maybe: frozenset[tuple[int, str]] = frozenset()  # (row, detection) that may match: payload unknown
+
+    def sure(self, rows: np.ndarray, detection: str) -> np.ndarray:
+        """The rows among `rows` that surely match `detection` (not only possibly)."""
+        if not self.maybe:
+            return rows
+        return rows[[(int(row), detection) not in self.maybe for row in rows.tolist()]]
 
 
 def node_set(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], ruleset: Ruleset) -> frozenset[str]:
@@ -126,12 +134,17 @@ def _evidence(spec: EvidenceSpec, episode: Episode, ctx: _Context) -> Evidence:
     states: list[str] = []
     cited: list[np.ndarray] = []
     unknown: list[tuple[str, str]] = []
+    unchecked: list[str] = []
     for host in _scope_hosts(spec, episode.host, ctx):
         windows = _windows(spec, episode, host == episode.host, ctx.skew_ns)
         rows = ctx.index.get(spec.detection, host).within(windows)
-        if len(rows):
+        if len(ctx.sure(rows, spec.detection)):
             states.append("present")
             cited.append(rows)
+        elif len(rows):  # only events whose payload the export did not carry: they may or may not be it
+            states.append("unknown")
+            cited.append(rows)
+            unchecked.append(host)
         elif _covered(ctx.coverage, host, channels, windows):
             states.append("absent")
         else:
@@ -144,7 +157,7 @@ def _evidence(spec: EvidenceSpec, episode: Episode, ctx: _Context) -> Evidence:
     )
     note = None
     if held is None:
-        note = NOTE_UNKNOWN
+        note = NOTE_UNCHECKED if unchecked and not unknown else NOTE_UNKNOWN
     elif value == score.VETO:
         note = NOTE_VETO
     elif held is False and spec.nodes == "every" and "present" in states:
@@ -159,19 +172,30 @@ def _evidence(spec: EvidenceSpec, episode: Episode, ctx: _Context) -> Evidence:
         note_key=note,
         contribution_range=(round(low, 4), round(high, 4)),
         unknown_logs=tuple(unknown) if low != high else (),
+        unchecked_hosts=tuple(unchecked) if low != high else (),
     )
 
 
-def _anchor_evidence(episode: Episode, index: SignalIndex, anchors: tuple[str, ...]) -> list[Evidence]:
-    """One required, unscored item per anchor detection seen: a finding always cites what opened it."""
+def _anchor_evidence(episode: Episode, ctx: _Context, anchors: tuple[str, ...]) -> list[Evidence]:
+    """One required, unscored item per anchor detection seen: a finding always cites what opened it.
+    Anchors seen only in exports without payload say so (the event is there, its details unchecked)."""
     items = []
     mine = set(episode.hits.rows.tolist())
     for name in sorted(anchors):
-        rows = sorted(mine.intersection(index.get(name, episode.host).rows.tolist()))
+        rows = sorted(mine.intersection(ctx.index.get(name, episode.host).rows.tolist()))
         if rows:
+            unchecked = not len(ctx.sure(np.asarray(rows, dtype=np.int64), name))
             items.append(
                 Evidence(
-                    "required", f"anchor:{name}", name, "present", 0.0, tuple(rows), NOTE_ANCHOR, (0.0, 0.0)
+                    "required",
+                    f"anchor:{name}",
+                    name,
+                    "present",
+                    0.0,
+                    tuple(rows),
+                    NOTE_UNCHECKED if unchecked else NOTE_ANCHOR,
+                    (0.0, 0.0),
+                    unchecked_hosts=(episode.host,) if unchecked else (),
                 )
             )
     return items
@@ -179,7 +203,7 @@ def _anchor_evidence(episode: Episode, index: SignalIndex, anchors: tuple[str, .
 
 def _finding(cause: Cause, episode: Episode, incident: str, ctx: _Context) -> Finding:
     evidence = (
-        *_anchor_evidence(episode, ctx.index, cause.anchors),
+        *_anchor_evidence(episode, ctx, cause.anchors),
         *(_evidence(spec, episode, ctx) for spec in cause.evidence),
     )
     value = score.confidence(cause.prior, (item.contribution for item in evidence))
@@ -222,12 +246,15 @@ def diagnose(
     coverage: Coverage | None = None,
     skew_s: float | None = None,
     nodes: Iterable[str] | None = None,
+    maybe: Mapping[int, tuple[str, ...]] | None = None,
 ) -> tuple[list[Finding], list[Finding]]:
     """(findings at or above the threshold, rejected ones), each sorted by incident then confidence.
 
     Every episode whose first anchor belongs to one of `incidents` is judged. `coverage` says which
     logs the bundle holds and their time spans (default: computed from the frame). `nodes` is the
     cluster's node list (host keys; default: hosts with logs plus nodes named in cluster events).
+    `maybe` (ruleset.match_unknown) holds the detections rows may match but whose payload the input
+    did not carry: they anchor episodes like sure matches, and evidence they alone show is unknown.
     """
     settings = ruleset.settings
     cut = settings.threshold if threshold is None else threshold
@@ -235,8 +262,11 @@ def diagnose(
     skew_ns = int((settings.skew_s if skew_s is None else skew_s) * NS)
     channels = {name: d.channels for name, d in ruleset.detections.items()}
     node_list = frozenset(nodes) if nodes is not None else node_set(frame, signals, ruleset)
-    index = SignalIndex.build(frame, signals)
-    ctx = _Context(index, node_list, spans, channels, skew_ns)
+    maybe = maybe or {}
+    every = {row: signals.get(row, ()) + maybe.get(row, ()) for row in sorted({*signals, *maybe})}
+    index = SignalIndex.build(frame, every)
+    unsure = frozenset((row, name) for row, names in maybe.items() for name in names)
+    ctx = _Context(index, node_list, spans, channels, skew_ns, unsure)
     incident_of = {row: incident.id for incident in incidents for row in incident.anchor_rows}
     results: list[Finding] = []
     for cause in ruleset.causes.values():
@@ -253,8 +283,13 @@ def diagnose(
 
 
 def _reportable(finding: Finding, threshold: float) -> bool:
-    """At or above the threshold, and every required item actually seen (unknown is not enough)."""
-    required_seen = all(item.status == "present" for item in finding.evidence if item.role == "required")
+    """At or above the threshold, and every required item actually seen: unknown is not enough, except
+    an event that is there but came from an export without payload (its details unchecked)."""
+    required_seen = all(
+        item.status == "present" or (item.note_key == NOTE_UNCHECKED and not item.unknown_logs)
+        for item in finding.evidence
+        if item.role == "required"
+    )
     return finding.confidence >= threshold and required_seen
 
 

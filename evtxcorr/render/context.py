@@ -148,6 +148,9 @@ class _Book:
         )
         out["detections"] = [
             {"id": det, "title": self.detection_title(det)} for det in self.report.signals.get(row, ())
+        ] + [
+            {"id": det, "title": words["detection_possible"].format(title=self.detection_title(det))}
+            for det in self.report.maybe.get(row, ())
         ]
         out["cited"] = self.cited.get(row, [])
         return out
@@ -215,6 +218,7 @@ def _reasons(finding: Finding, cause: CauseText | None, book: _Book) -> list[dic
                     {"host": book.host_name(h, finding.cluster), "channel": c}
                     for h, c in evidence.unknown_logs
                 ],
+                "unchecked_hosts": [book.host_name(h, finding.cluster) for h in evidence.unchecked_hosts],
                 "records": [_record_ref(ev) for ev in map(book.event, evidence.rows) if ev],
             }
         )
@@ -253,17 +257,21 @@ def _missing_logs(finding: Finding, book: _Book) -> list[dict[str, str]]:
 
 
 def _certainty_text(finding: Finding, logs: list[dict[str, str]], book: _Book) -> str | None:
-    """How sure the verdict is, in words: an unconfirmed finding says which logs could overturn it."""
+    """How sure the verdict is, in words: an unconfirmed finding says which logs could overturn it, or
+    which evidence an export without payload left unchecked."""
     words = messages(book.lang)
     low, high = _range(finding)
     if finding.certainty != "unconfirmed":
         return None
+    bounds = {"low": round((low or 0) * 100), "high": round((high or 0) * 100)}
+    unchecked = [item for item in finding.evidence if item.unchecked_hosts]
+    if unchecked and not logs:
+        named = words["list_sep"].join(dict.fromkeys(book.detection_title(i.detection) for i in unchecked))
+        return words["certainty_unchecked"].format(items=named, **bounds)
     named = (
         words["list_sep"].join(words["log_of_host"].format(**log) for log in logs) or words["logs_unknown"]
     )
-    return words["certainty_unconfirmed"].format(
-        logs=named, low=round((low or 0) * 100), high=round((high or 0) * 100)
-    )
+    return words["certainty_unconfirmed"].format(logs=named, **bounds)
 
 
 def _summary(template: str, finding: Finding, start: str | None, host: str, hosts: str) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "check_ruleset",
     "load_ruleset",
     "match",
+    "match_unknown",
 ]
 
 SIGMA_GLOBS = ("sigma/*.yml", "sigma/*.yaml")
@@ -264,21 +265,55 @@ def load_ruleset(dirs: Sequence[Path] | None = None) -> Ruleset:
     return ruleset
 
 
-def match(frame: pd.DataFrame, ruleset: Ruleset) -> dict[int, tuple[str, ...]]:
-    """Row index -> names of the detections it matched, for rows matching at least one."""
+Signals = dict[int, tuple[str, ...]]  # row index -> names of the detections it matched
+
+
+def match(frame: pd.DataFrame, ruleset: Ruleset) -> Signals:
+    """Row index -> names of the detections it surely matched, for rows matching at least one."""
+    return match_unknown(frame, ruleset)[0]
+
+
+def match_unknown(frame: pd.DataFrame, ruleset: Ruleset) -> tuple[Signals, Signals]:
+    """(row -> detections it surely matched, row -> detections it may match but whose payload the input
+    did not carry: an Event Viewer CSV row with the right provider and event id; sigma.evaluate_unknown).
+
+    A correlation is sure where it holds both with the sure matches alone and with the possible ones
+    added, and possible where it holds with only one of them (exact for counts of at least N and for
+    temporal rules, which more events can only help).
+    """
     view = sigma.FrameView(frame, ruleset.settings)
-    index = frame.index.to_numpy()
-    hits: dict[int, list[str]] = {}
-    matched: dict[str, np.ndarray] = {}
+    surely: dict[str, np.ndarray] = {}
+    maybe: dict[str, np.ndarray] = {}
     for name, detection in ruleset.detections.items():  # correlations come after what they correlate
         try:
             if detection.kind == "correlation":
-                positions = correlation.evaluate_correlation(view, detection, matched)
+                surely[name], maybe[name] = _correlate_unknown(view, detection, surely, maybe)
             else:
-                positions = sigma.evaluate(view, detection)
+                surely[name], maybe[name] = sigma.evaluate_unknown(view, detection)
         except (TypeError, ValueError, KeyError) as exc:
             raise RuleError(f"cannot evaluate detection '{name}': {exc}", Location(detection.path)) from exc
-        matched[name] = np.asarray(positions, dtype=np.int64)
-        for label in index[matched[name]].tolist():
+    return _by_row(frame, surely), _by_row(frame, maybe)
+
+
+def _correlate_unknown(
+    view: sigma.FrameView,
+    detection: Detection,
+    surely: dict[str, np.ndarray],
+    maybe: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    sure_only = correlation.evaluate_correlation(view, detection, surely)
+    if not any(len(maybe.get(ref, ())) for ref in detection.references):
+        return np.asarray(sure_only, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    every = {ref: np.union1d(surely.get(ref, ()), maybe.get(ref, ())).astype(np.int64) for ref in surely}
+    with_maybe = correlation.evaluate_correlation(view, detection, every)
+    both = np.intersect1d(sure_only, with_maybe)
+    return both, np.setdiff1d(np.union1d(sure_only, with_maybe), both)
+
+
+def _by_row(frame: pd.DataFrame, positions: dict[str, np.ndarray]) -> Signals:
+    index = frame.index.to_numpy()
+    hits: dict[int, list[str]] = {}
+    for name, found in positions.items():
+        for label in index[np.asarray(found, dtype=np.int64)].tolist():
             hits.setdefault(int(label), []).append(name)
     return {label: tuple(names) for label, names in sorted(hits.items())}

@@ -33,6 +33,7 @@ from evtxcorr.ruleset.yamlload import Doc
 SUPPORTED_MODIFIERS = frozenset({"contains", "startswith", "endswith", "re", "i", "m", "s", "all"})
 SUPPORTED_VALUES = (SigmaString, SigmaNumber, SigmaRegularExpression, SigmaNull)
 MULTI_VALUED = frozenset({"data", "codes"})  # tuple columns: a value matches if any element does
+PAYLOAD_COLUMNS = frozenset({"data", "binary", "codes"})  # what an export without payload cannot tell
 NUMERIC = frozenset({"event_id", "level", "record_id", "qualifiers", "task", "opcode", "version"})
 PARAM = re.compile(r"param([1-9][0-9]*)\Z")
 
@@ -233,6 +234,15 @@ class FrameView:
         self.frame = frame
         self.fields = settings.fields
         self._arrays: dict[str, np.ndarray] = {}
+        self._payload_unknown: np.ndarray | None = None
+
+    def payload_unknown(self) -> np.ndarray:
+        """Positions of rows whose input carried no payload values (model.EXPORT_FIELDS payload_known)."""
+        if self._payload_unknown is None:
+            known = self.frame.get("payload_known")  # absent in tables built without exports
+            unknown = known.eq(False).to_numpy(dtype=bool) if known is not None else np.zeros(0, dtype=bool)
+            self._payload_unknown = np.flatnonzero(unknown)  # only an explicit False: None is not a claim
+        return self._payload_unknown
 
     def array(self, column: str) -> np.ndarray:
         if column not in self._arrays:
@@ -369,17 +379,68 @@ def evaluate_node(view: FrameView, node: Any, pos: np.ndarray) -> np.ndarray:
     raise TypeError(f"condition element {type(node).__name__} is not supported")
 
 
+def _in_logsource(view: FrameView, detection: Detection, pos: np.ndarray) -> np.ndarray:
+    """The positions among `pos` whose channel is the detection's logsource (or, for a row that lost
+    its channel, whose provider writes to it)."""
+    if not detection.channels or not len(pos):
+        return pos
+    channel = pd.Series(view.array("channel")[pos], dtype=object).fillna("")
+    keep = channel.isin(detection.channels)
+    lost = channel == ""  # an export that lost the channel: the provider must belong to the logsource
+    if lost.any():
+        provider = pd.Series(view.array("provider")[pos], dtype=object).fillna("").str.lower()
+        keep |= lost & provider.isin(detection.providers)
+    return pos[keep.to_numpy(dtype=bool)]
+
+
 def evaluate(view: FrameView, detection: Detection, candidates: np.ndarray | None = None) -> np.ndarray:
     """Row positions (into view.frame) that `detection` matches, among `candidates` (default all)."""
     pos = np.arange(len(view.frame)) if candidates is None else candidates
     tree = detection.rule.detection.parsed_condition[0].parsed
     pos = pos[evaluate_node(view, tree, pos)] if len(pos) else pos
-    if detection.channels and len(pos):  # after the tree: the event id has already narrowed the rows
-        channel = pd.Series(view.array("channel")[pos], dtype=object).fillna("")
-        keep = channel.isin(detection.channels)
-        lost = channel == ""  # an export that lost the channel: the provider must belong to the logsource
-        if lost.any():
-            provider = pd.Series(view.array("provider")[pos], dtype=object).fillna("").str.lower()
-            keep |= lost & provider.isin(detection.providers)
-        pos = pos[keep.to_numpy(dtype=bool)]
-    return pos
+    return _in_logsource(view, detection, pos)  # after the tree: the event id has narrowed the rows
+
+
+def _is_payload(field: str | None, view: FrameView) -> bool:
+    """Does this Sigma field read the payload (paramN, a named value, Data, Binary, Codes)?"""
+    column = view.fields.get(field) if field else None
+    return column in PAYLOAD_COLUMNS if column is not None else True
+
+
+def _kleene(view: FrameView, node: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(surely, possibly) masks over `pos`, rows whose payload is unknown: a payload test is neither true
+    nor false there, and AND, OR, NOT combine that as Kleene's three-valued logic does."""
+    if isinstance(node, ConditionAND | ConditionOR):
+        both = node.__class__ is ConditionAND
+        surely = np.full(len(pos), both)
+        possibly = np.full(len(pos), both)
+        for child in node.args:
+            child_surely, child_possibly = _kleene(view, child, pos)
+            surely = surely & child_surely if both else surely | child_surely
+            possibly = possibly & child_possibly if both else possibly | child_possibly
+        return surely, possibly
+    if isinstance(node, ConditionNOT):
+        surely, possibly = _kleene(view, node.args[0], pos)
+        return ~possibly, ~surely
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if _is_payload(node.field, view):
+            return np.zeros(len(pos), dtype=bool), np.ones(len(pos), dtype=bool)
+        hits = _leaf(view, node, pos)
+        return hits, hits.copy()
+    raise TypeError(f"condition element {type(node).__name__} is not supported")
+
+
+def evaluate_unknown(view: FrameView, detection: Detection) -> tuple[np.ndarray, np.ndarray]:
+    """(positions `detection` surely matches, positions it may match). A row from an export without
+    payload (Event Viewer CSV, PowerShell Export-Csv) may match when its provider, event id and channel
+    fit and only the payload could decide: such rows can anchor an incident, and the evidence they
+    give stays 'unknown' (payload not checked), never present or absent."""
+    surely = evaluate(view, detection)
+    unknown = view.payload_unknown()
+    if not len(unknown):
+        return surely, np.zeros(0, dtype=np.int64)
+    tree = detection.rule.detection.parsed_condition[0].parsed
+    kleene_surely, kleene_possibly = _kleene(view, tree, unknown)
+    surely = np.union1d(np.setdiff1d(surely, unknown), _in_logsource(view, detection, unknown[kleene_surely]))
+    maybe = _in_logsource(view, detection, unknown[kleene_possibly & ~kleene_surely])
+    return surely, maybe
