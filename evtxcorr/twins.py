@@ -72,7 +72,8 @@ def _keys(rows: pd.DataFrame, shape: dict[str, object]) -> pd.DataFrame:
     if shape["host"]:
         keys["host"] = rows["host_key"]
     if shape["channel"]:
-        keys["channel"] = rows["channel"].astype(str).str.lower()
+        # loosely: a channel named by a file name may spell its '/' as '-' or '%4'
+        keys["channel"] = rows["channel"].astype(str).str.lower().str.replace(r"[^0-9a-z]", "", regex=True)
     if shape["record_id"]:
         keys["record_id"] = rows["record_id"]
     columns = list(keys.columns)

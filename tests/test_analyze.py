@@ -152,3 +152,14 @@ def test_issue_11_zip_members_with_one_name_each_keep_their_own_records(
     ]
     assert logs[0].records == 0 and logs[1].records == len(report.frame) > 0
     assert set(report.frame["file"]) == {f"{bundle}!HV01/System.evtx #2"}
+
+
+def test_tss_text_copies_are_the_evtx_records_again(committed_bundles: Path) -> None:
+    """The TSS layout's Event Viewer CSV copies (channel named 'Microsoft-Windows-FailoverClustering-
+    Operational' by the file name, '-' for '/') pair with their .evtx twins, every one of them: none is
+    counted as a record of its own."""
+    report = analyze([committed_bundles / "shared-nic-sole-dc-path-tss.zip"])
+    totals = report.ledger.totals()
+    assert set(report.frame["parser"]) == {"evtx"}
+    csv = [e for e in report.ledger.entries if e.format == "csv"]
+    assert csv and sum(e.records for e in csv) == sum(e.duplicates for e in csv) == totals["records_unique"]

@@ -70,6 +70,8 @@ def test_sniff_by_content(head: bytes, kind: str) -> None:
         ("HV01_evt_System.evtx", "tss", "HV01", "System"),
         ("HV01_evt_Microsoft-Windows-FailoverClustering%4Operational.csv", "tss", "HV01",
          "Microsoft-Windows-FailoverClustering/Operational"),
+        ("HV01_evt_Microsoft-Windows-FailoverClustering-Operational.csv", "tss", "HV01",
+         "Microsoft-Windows-FailoverClustering/Operational"),  # TSS writes '-' for '/'
         ("HV02_UnfilteredEvent_System.EVTX", "sddc", "HV02", "System"),
         ("Microsoft-Windows-FailoverClustering%4Operational.evtx", "winevt", None,
          "Microsoft-Windows-FailoverClustering/Operational"),

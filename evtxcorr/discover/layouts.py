@@ -35,9 +35,34 @@ class NameHints:
     ext: str = ""
 
 
+# Channels a cluster bundle holds, as Windows names them. A collector that cannot put '/' in a file name
+# writes '%4' (winevt\Logs) or '-' (TSS: HV01_evt_Microsoft-Windows-FailoverClustering-Operational.csv),
+# so a channel named by a file name is looked up here loosely (letters and digits only).
+KNOWN_CHANNELS = (
+    "Application", "System", "Security", "Setup",
+    "Microsoft-Windows-FailoverClustering/Operational",
+    "Microsoft-Windows-FailoverClustering/Diagnostic",
+    "Microsoft-Windows-FailoverClustering-Manager/Admin",
+    "Microsoft-Windows-FailoverClustering-CsvFs/Operational",
+    "Microsoft-Windows-Hyper-V-High-Availability-Admin",
+    "Microsoft-Windows-Hyper-V-VMMS-Admin",
+    "Microsoft-Windows-Hyper-V-VMMS-Networking",
+    "Microsoft-Windows-Hyper-V-Worker-Admin",
+    "Microsoft-Windows-Hyper-V-VmSwitch-Operational",
+    "Microsoft-Windows-GroupPolicy/Operational",
+    "Microsoft-Windows-Time-Service/Operational",
+    "Microsoft-Windows-NetworkProfile/Operational",
+    "Microsoft-Windows-SMBClient/Operational",
+    "Microsoft-Windows-SMBServer/Operational",
+)  # fmt: skip
+_LOOSE_CHANNELS = {re.sub(r"[^0-9a-z]", "", name.lower()): name for name in KNOWN_CHANNELS}
+
+
 def channel_from_name(text: str) -> str:
-    """A channel as spelled in a file name -> its real name ('%4' is '/')."""
-    return text.replace("%4", "/")
+    """A channel as spelled in a file name -> its real name ('%4' is '/'; a known channel whatever
+    stands for its '/')."""
+    name = text.replace("%4", "/")
+    return _LOOSE_CHANNELS.get(re.sub(r"[^0-9a-z]", "", name.lower()), name)
 
 
 def hints(base_name: str) -> NameHints:
