@@ -9,8 +9,11 @@ template offsets, substitution descriptors), plus plain bit flips and truncation
 
 Findings: an exception escaping parse() (it promises none, PanicException included), a record
 without the agreed fields or with a naive time, an entry in no known status, or an input that takes
-longer than `timeout` seconds (a hang). Engines: atheris (coverage-guided, where it installs) or a
-seeded loop of our mutations, deterministic for a given seed (what CI runs).
+longer than `timeout` seconds (a hang). A hang inside pyevtx-rs holds the GIL, so neither the alarm
+nor any Python thread can stop it: faulthandler's C watchdog ends the process at twice the timeout,
+and with --out the input being parsed is always in OUT/last-input.evtx for that case. Engines:
+atheris (coverage-guided, where it installs) or a seeded loop of our mutations, deterministic for a
+given seed (what CI runs).
 
     scripts/fuzz --runs 200 --seed 1           # bounded, deterministic (CI runs a short one)
     scripts/fuzz --seconds 600 --out /tmp/fz   # open-ended, findings saved under /tmp/fz
@@ -22,6 +25,7 @@ seeded loop of our mutations, deterministic for a given seed (what CI runs).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import logging
 import random
@@ -214,6 +218,8 @@ def m_binxml(buf: bytearray, rng: random.Random) -> None:
     if not records:
         return
     start = FILE_HEADER_SIZE + rng.choice(records)
+    if start + 8 > len(buf):  # a record signature in the last bytes of a cut file
+        return
     size = struct.unpack_from("<I", buf, start + 4)[0]
     end = min(start + max(size, 28), len(buf)) - 4
     if end <= start + 24:
@@ -280,6 +286,7 @@ def check(data: bytes, backend: str, workdir: Path, timeout: float) -> Finding |
     entry = InputEntry(path="input.evtx", id=0)
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
+    faulthandler.dump_traceback_later(2 * timeout, exit=True)  # a hang the alarm cannot reach
     try:
         records = list(parse(Source(path, "input.evtx", "evtx"), entry, backend=backend))
     except Timeout:
@@ -289,6 +296,7 @@ def check(data: bytes, backend: str, workdir: Path, timeout: float) -> Finding |
             raise
         return Finding("exception", f"{type(exc).__name__}: {exc}"[:500], data, backend)
     finally:
+        faulthandler.cancel_dump_traceback_later()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     return _contract(records, entry, data, backend)
@@ -349,7 +357,12 @@ def run_loop(seeds: list[bytes], *, seed: int, runs: int | None, seconds: float 
             if (runs is not None and run.executions >= runs) or (stop and time.monotonic() > stop):
                 break
             run.executions += 1
+            if out:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "last-input.evtx").write_bytes(data)
             run.record(check(data, backend, Path(work), timeout), out)
+    if out:
+        (out / "last-input.evtx").unlink(missing_ok=True)  # the run ended: no input is hanging
     return run
 
 

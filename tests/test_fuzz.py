@@ -58,7 +58,22 @@ def test_mutation_is_deterministic(seeds: list[bytes]) -> None:
 
 
 @pytest.mark.slow
-def test_bounded_seeded_run_finds_parse_keeping_its_promises(seeds: list[bytes], tmp_path: Path) -> None:
-    run = fuzzing.run_loop(seeds, seed=1, runs=20, seconds=None, timeout=10, out=tmp_path)
-    assert run.executions == 20
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bounded_seeded_run_finds_parse_keeping_its_promises(
+    seeds: list[bytes], tmp_path: Path, seed: int
+) -> None:
+    # 3 x 200 inputs (about 20 s each on one core; pytest-xdist spreads them): the CI share of fuzzing.
+    run = fuzzing.run_loop(seeds, seed=seed, runs=200, seconds=None, timeout=10, out=tmp_path)
+    assert run.executions == 200
     assert [f"{f.kind} ({f.backend}): {f.detail}" for f in run.findings] == []
+    assert list(tmp_path.iterdir()) == []  # no finding saved, no input left behind
+
+
+def test_mutating_a_file_cut_behind_a_record_signature_does_not_break_the_harness(seeds: list[bytes]) -> None:
+    from evtxcorr.parse.chunks import RECORD_MAGIC
+
+    cut = seeds[0][: FILE_HEADER_SIZE + 600] + RECORD_MAGIC  # a signature with no size behind it
+    for number in range(50):
+        buf = bytearray(cut)
+        fuzzing.m_binxml(buf, random.Random(number))
+        fuzzing.m_record_size(buf, random.Random(number))

@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse import pure, rust
-from evtxcorr.parse.chunks import Chunk, FileHeader, RecordSlot, iter_chunks, parse_file_header
+from evtxcorr.parse import prescan, pure, rust
+from evtxcorr.parse.chunks import (
+    FILE_HEADER_SIZE,
+    Chunk,
+    FileHeader,
+    RecordSlot,
+    iter_chunks,
+    parse_file_header,
+)
 
 __all__ = ["BACKENDS", "ChunkResult", "parse", "read_source"]
 
@@ -33,13 +40,15 @@ class ChunkResult:
 
 
 def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
-    """Rust backend over the whole chunk; records matched to slots by record id, in order."""
+    """Rust backend over the whole chunk (as prescan.for_rust patches it); records matched to slots by
+    record id, in order. Records it would render wrongly or without bound are not taken from it."""
     wanted_offsets = {slot.offset for slot in wanted}
     by_id: dict[int, list[int]] = {}
     for slot in chunk.slots:
         by_id.setdefault(slot.record_id, []).append(slot.offset)
     result = ChunkResult()
-    for item in rust.parse_chunk(chunk.data):
+    unfit = prescan.unfit(chunk)
+    for item in rust.parse_chunk(prescan.for_rust(chunk.data, unfit)):
         if isinstance(item, Exception):
             result.errors.setdefault(None, f"(record not located) {item}")
             continue
@@ -48,6 +57,8 @@ def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
         offset = offsets.pop(0) if offsets else None
         if isinstance(record, Exception):
             result.errors[offset] = str(record)
+        elif offset in unfit:
+            result.errors[offset] = unfit[offset].reason
         elif offset is None:
             result.unplaced.append(record)
         elif offset in wanted_offsets:
@@ -88,6 +99,7 @@ class _Tally:
     short_chunks: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     crc_bad: int = 0
+    invalid_text: int = 0
     unplaced: int = 0
     trailing: int = 0
 
@@ -145,8 +157,12 @@ def _guarded(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> li
     """_read_chunk, with anything unexpected costing this chunk only (counted, never raised)."""
     before = (entry.records_failed, entry.recovered)
     try:
-        return list(_read_chunk(chunk, entry, backend, tally))
-    except Exception as exc:  # noqa: BLE001 - a damaged chunk must not stop the file
+        records = list(_read_chunk(chunk, entry, backend, tally))
+        tally.invalid_text += sum(finding.invalid_text for finding in prescan.unfit(chunk).values())
+        return records
+    except BaseException as exc:  # noqa: BLE001 - a damaged chunk must not stop the file
+        if not isinstance(exc, Exception) and not rust.is_panic(exc):
+            raise  # KeyboardInterrupt, SystemExit, GeneratorExit; a Rust panic costs the chunk only
         entry.records_failed, entry.recovered = before
         entry.records_failed += len(chunk.slots)
         entry.chunks_failed += 1
@@ -186,8 +202,8 @@ def _check_header(source: Source, entry: InputEntry) -> FileHeader | None:
     with source.path.open("rb") as fh:
         head = fh.read(4096)
     header = parse_file_header(head)
-    if header is None:
-        entry.skip("shorter than an EVTX file header")
+    if header is None or len(head) < FILE_HEADER_SIZE:  # cut inside its header: no chunk can follow
+        entry.skip(f"shorter than an EVTX file header ({len(head)} of {FILE_HEADER_SIZE} bytes; cut short)")
         return None
     if not header.magic_ok:
         entry.warn("file header has no ElfFile signature; chunks read anyway")
@@ -209,6 +225,11 @@ def _fold(entry: InputEntry, source: Source, tally: _Tally, header_chunks: int |
         entry.warn(text)
     if tally.trailing:
         entry.warn(f"{tally.trailing} 64 KiB block(s) after the last chunk hold no chunk (unused space)")
+    if tally.invalid_text:
+        entry.warn(
+            f"{tally.invalid_text} record(s) hold invalid UTF-16 text (lone surrogates), shown as U+FFFD: "
+            "read with python-evtx (the evtx backend drops such characters)"
+        )
     if tally.unplaced:
         entry.warn(f"{tally.unplaced} record(s) read without a located record header (offset is the chunk's)")
     located = tally.failed_chunks + tally.short_chunks

@@ -51,6 +51,11 @@ FILE_FLAG_DIRTY = 0x1
 FILE_FLAG_FULL = 0x2
 
 
+class BoundExceeded(Exception):
+    """A backend went past a work bound (CPU time per chunk, nodes per record): what it was reading
+    is given up and counted as failed, never waited for."""
+
+
 def read_fields(buf: bytes, layout: dict[str, tuple[int, str]]) -> dict[str, int]:
     """Unpack the fields of `layout` from `buf` (which must be long enough)."""
     return {name: struct.unpack_from(fmt, buf, off)[0] for name, (off, fmt) in layout.items()}
@@ -93,6 +98,7 @@ class Chunk:
     slots: list[RecordSlot] = field(default_factory=list)
     header_crc_ok: bool = True
     data_crc_ok: bool = True
+    unfit: dict | None = None  # prescan.unfit(): records the Rust backend must not be trusted with
 
     @property
     def readable(self) -> bool:

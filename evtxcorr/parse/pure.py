@@ -7,11 +7,16 @@ rendering quirks (evtx-format.md): classic string arrays expand to one <Data> pe
 hex, FILETIMEs come from the integer (no float), NULL optional substitutions are omitted, attribute
 values cannot inject markup. Records are read at the offsets chunks.walk_records found, so a
 damaged record costs only itself, even mid-chunk.
+
+Work is bounded: the string and template chains python-evtx follows stop at a repeated offset (a chain
+pointing back into itself looped forever), a record renders at most MAX_RENDERED_NODES nodes, and a
+chunk gets CHUNK_CPU_SECONDS of this thread's CPU time; what is past a bound is failed, not waited for.
 """
 
 from __future__ import annotations
 
 import struct
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,10 +32,11 @@ from Evtx.Nodes import (
     NormalSubstitutionNode,
     OpenStartElementNode,
     ValueNode,
+    WstringTypeNode,
 )
 from lxml import etree
 
-from evtxcorr.parse.chunks import RecordSlot
+from evtxcorr.parse.chunks import CHUNK_SIZE, BoundExceeded, RecordSlot
 from evtxcorr.parse.normalise import (
     element_to_record,
     filetime_to_datetime,
@@ -38,8 +44,11 @@ from evtxcorr.parse.normalise import (
     local,
     xml_safe,
 )
+from evtxcorr.parse.prescan import MAX_EXPANSION
 
 NAME = "python-evtx"
+MAX_RENDERED_NODES = MAX_EXPANSION  # per record (nested BinXML values referenced many times multiply)
+CHUNK_CPU_SECONDS = 10.0  # per chunk (this thread's CPU time): records after it are given up, not read
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
 
@@ -127,9 +136,19 @@ def _add_text(el: etree._Element, text: str) -> None:
         el.text = (el.text or "") + text
 
 
+def _literal(value: object) -> str:
+    """Text of a literal value node; a UTF-16 string decoded here so that a lone surrogate shows as
+    U+FFFD (python-evtx's own decoding raises on it)."""
+    if isinstance(value, WstringTypeNode) and value._length is None:  # type: ignore[attr-defined]
+        start = value.offset() + 2  # type: ignore[attr-defined]
+        raw = bytes(value._buf[start : start + 2 * value.string_length()])  # type: ignore[attr-defined]
+        return raw.decode("utf-16-le", errors="replace").rstrip("\x00")
+    return value.string()  # type: ignore[attr-defined]
+
+
 def _content_text(node: object) -> str:
     if isinstance(node, ValueNode):
-        return node.children()[0].string()
+        return _literal(node.children()[0])
     if isinstance(node, CharacterReferenceNode):
         return chr(node.entity())
     if isinstance(node, EntityReferenceNode):
@@ -140,11 +159,46 @@ def _content_text(node: object) -> str:
     return ""
 
 
-class _Renderer:
-    """Render one record's template tree into lxml elements."""
+class _BoundedChunkHeader(ChunkHeader):
+    """python-evtx's ChunkHeader with finite string and template chains.
 
-    def __init__(self, root_node: object) -> None:
+    python-evtx loads a chunk's names and templates by following, from each bucket of the chunk
+    header's two tables, the `next` offset stored in each node. A node whose `next` points back into
+    its chain (4 damaged bytes) made that loop run forever. Here every chain stops at an offset already
+    loaded or one outside the chunk; the nodes themselves are python-evtx's.
+    """
+
+    def _load_strings(self) -> None:
+        if self._strings is None:
+            self._strings = {}
+        seen: set[int] = set()
+        for bucket in range(64):
+            ofs = self.unpack_dword(0x80 + bucket * 4)
+            while 0 < ofs < CHUNK_SIZE and ofs not in seen:
+                seen.add(ofs)
+                ofs = self.add_string(ofs).next_offset()
+
+    def _load_templates(self) -> None:
+        if self._templates is None:
+            self._templates = {}
+        seen: set[int] = set()
+        for bucket in range(32):
+            ofs = self.unpack_dword(0x180 + bucket * 4)
+            while 10 <= ofs < CHUNK_SIZE and ofs not in seen:
+                seen.add(ofs)
+                # a definition sits right behind its template instance token (python-evtx's check)
+                if self.unpack_byte(ofs - 10) != 0x0C or self.unpack_dword(ofs - 4) != ofs:
+                    break
+                ofs = self.add_template(ofs).next_offset()
+
+
+class _Renderer:
+    """Render one record's template tree into lxml elements, within a node count and a deadline."""
+
+    def __init__(self, root_node: object, deadline: float) -> None:
         self.root_node = root_node
+        self.deadline = deadline
+        self.nodes = 0
 
     def render(self) -> etree._Element:
         holder = etree.Element("holder")
@@ -191,6 +245,13 @@ class _Renderer:
                 self._node(child, el, subs)
 
     def _node(self, node: object, parent: etree._Element, subs: list[object]) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_RENDERED_NODES:
+            raise BoundExceeded(
+                f"record expands past {MAX_RENDERED_NODES} nodes (BinXML values referenced many times)"
+            )
+        if not self.nodes % 1024 and time.thread_time() >= self.deadline:
+            raise _time_bound()
         if isinstance(node, OpenStartElementNode):
             self._element(node, parent, subs)
         elif isinstance(node, NormalSubstitutionNode | ConditionalSubstitutionNode):
@@ -236,14 +297,22 @@ _TYPE_OF_CLASS = {
 }  # fmt: skip
 
 
+def _time_bound() -> BoundExceeded:
+    return BoundExceeded(f"chunk time bound reached ({CHUNK_CPU_SECONDS:g} s of CPU); record not read")
+
+
 def parse_chunk(chunk_data: bytes, slots: list[RecordSlot]) -> Iterator[tuple[RecordSlot, dict | Exception]]:
     """(slot, record dict) for every slot python-evtx can read, (slot, exception) for the others."""
-    header = ChunkHeader(chunk_data, 0)
+    header = _BoundedChunkHeader(chunk_data, 0)
+    deadline = time.thread_time() + CHUNK_CPU_SECONDS
     for slot in slots:
+        if time.thread_time() >= deadline:
+            yield slot, _time_bound()
+            continue
         try:
             record = Record(chunk_data, slot.offset, header)
             written = filetime_to_datetime(struct.unpack_from("<Q", chunk_data, slot.offset + 16)[0])
-            event = _Renderer(record.root()).render()
+            event = _Renderer(record.root(), deadline).render()
             yield slot, element_to_record(event, written=written)
         except Exception as exc:  # noqa: BLE001 - python-evtx raises anything on damaged bytes
             yield slot, exc
