@@ -16,6 +16,7 @@ from evtxcorr import __version__
 from evtxcorr.correlate import clock, correlate
 from evtxcorr.correlate.clusters import collected_hosts, find_clusters, mentions, renumber, rows_by_cluster
 from evtxcorr.diagnose import Coverage, diagnose
+from evtxcorr.diagnose.coverage import holes_by_log
 from evtxcorr.diagnose.verdicts import finalize
 from evtxcorr.discover import discover
 from evtxcorr.errors import InputError
@@ -147,6 +148,7 @@ def _per_cluster(
     ]
     numbered = renumber(list(zip(clusters, found, strict=True)))
     slack = ruleset.settings.coverage_slack_s
+    holes = holes_by_log(ledger.entries)  # where a damaged log lost records, it vouches for nothing
     by_cluster = rows_by_cluster(frame, frame.index, clusters) if several else [None] * len(clusters)
     host_of_row = frame["host_key"]
     findings: list[Finding] = []
@@ -154,7 +156,7 @@ def _per_cluster(
     for cluster, subset, possible, offsets, incidents, rows in zip(
         clusters, cluster_signals, cluster_maybe, measured, numbered, by_cluster, strict=True
     ):
-        coverage = Coverage.from_frame(frame.loc[rows], slack) if rows is not None else None
+        coverage = Coverage.from_frame(frame.loc[rows] if rows is not None else frame, slack, holes)
         reported, ruled_out = diagnose(
             frame,
             incidents,

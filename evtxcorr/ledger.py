@@ -8,6 +8,7 @@ Stages receive the ledger and write to it; nothing is global. A file's entry end
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 
 @dataclass
@@ -33,6 +34,8 @@ class InputEntry:
     chunks_failed: int = 0  # chunks that could not be read at all (bad magic mid-file, truncated...)
     chunks_skipped: int = 0  # chunks not parsed because no rule can match them (selective parsing)
     recovered: int = 0  # records one backend missed and the other recovered
+    holes: list[tuple[datetime | None, datetime | None]] = field(default_factory=list)  # time spans
+    # where records of this file were lost (None: open on that side): the log cannot vouch for them
     source_tz: str = ""  # the zone this export's local times were read in (--source-tz); '' when they
     # carried their own zone or offset
     warnings: list[str] = field(default_factory=list)
