@@ -181,6 +181,14 @@ def test_issue_11_same_host_name_in_two_domains_is_two_hosts(tmp_path: Path) -> 
     assert len(report.clusters) == 2
     found = sorted((f.cluster, f.cause) for f in report.findings)
     assert [c for c, cause in found if cause == SHARED_NIC] == sorted(c.name for c in report.clusters)
+    # the run summary names each finding's host as its own cluster writes it (it said fabrikam twice)
+    from evtxcorr.summary import summary_lines
+
+    lines = [line for line in summary_lines(report, []) if line.lstrip().startswith("finding:")]
+    assert sorted(line.split(" on ")[1].split(" (")[0] for line in lines) == [
+        "HV01.contoso.local",
+        "HV01.fabrikam.local",
+    ]
 
 
 def test_issue_11_zip_members_with_one_name_each_keep_their_own_records(
