@@ -34,6 +34,16 @@ class Coverage:
         spans = {key: (row["min"], row["max"]) for key, row in grouped.iterrows()}
         return cls(spans, slack_s)
 
+    def extended(self, more: Iterable[tuple[tuple[str, str], Span]]) -> Coverage:
+        """This coverage with more (host_key, channel) spans merged in: records counted from their
+        headers but never decoded (selective parsing) still vouch for the time they span."""
+        spans = dict(self.spans)
+        for key, (lo, hi) in more:
+            if key in spans:
+                lo, hi = min(lo, spans[key][0]), max(hi, spans[key][1])
+            spans[key] = (lo, hi)
+        return Coverage(spans, self.slack_s)
+
     def hosts(self) -> set[str]:
         return {host for host, _channel in self.spans}
 

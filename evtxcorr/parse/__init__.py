@@ -12,10 +12,13 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse import pure, rust
-from evtxcorr.parse.chunks import Chunk, FileHeader, RecordSlot, iter_chunks, parse_file_header
+from evtxcorr.parse import pure, rust, scan
+from evtxcorr.parse.chunks import Chunk, FileHeader, RecordSlot, iter_chunks, parse_file_header, stitched
+from evtxcorr.ruleset.wanted import Wanted
 
 __all__ = ["BACKENDS", "ChunkResult", "parse", "read_source"]
 
@@ -33,19 +36,24 @@ class ChunkResult:
 
 
 def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
-    """Rust backend over the whole chunk; records matched to slots by record id, in order."""
+    """Rust backend over the whole chunk; records matched to slots by record id, in order. Only the
+    wanted records are turned into dicts."""
     wanted_offsets = {slot.offset for slot in wanted}
     by_id: dict[int, list[int]] = {}
     for slot in chunk.slots:
         by_id.setdefault(slot.record_id, []).append(slot.offset)
+    every = len(wanted) == len(chunk.slots)
+    wanted_ids = None if every else {slot.record_id for slot in wanted}
     result = ChunkResult()
-    for item in rust.parse_chunk(chunk.data):
+    for item in rust.parse_chunk(stitched(chunk), wanted_ids):
         if isinstance(item, Exception):
             result.errors.setdefault(None, f"(record not located) {item}")
             continue
         record_id, record = item
         offsets = by_id.get(record_id)
         offset = offsets.pop(0) if offsets else None
+        if record is None:  # not wanted: left undecoded
+            continue
         if isinstance(record, Exception):
             result.errors[offset] = str(record)
         elif offset is None:
@@ -101,11 +109,13 @@ def _finish(record: dict, entry: InputEntry, chunk: Chunk, offset: int, parser: 
     return record
 
 
-def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> Iterator[dict]:
-    """The records of one readable chunk, primary backend first, the other for what it missed."""
-    primary = BACKENDS[backend](chunk, chunk.slots)
+def _read_chunk(
+    chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally, wanted: list[RecordSlot]
+) -> Iterator[dict]:
+    """The `wanted` records of one readable chunk, primary backend first, the other for what it missed."""
+    primary = BACKENDS[backend](chunk, wanted)
     taken: dict[int, tuple[dict, str]] = {off: (rec, backend) for off, rec in primary.records.items()}
-    missing = [slot for slot in chunk.slots if slot.offset not in taken]
+    missing = [slot for slot in wanted if slot.offset not in taken]
     errors = {off: f"{backend}: {text}" for off, text in primary.errors.items()}
     unplaced = [(rec, backend) for rec in primary.unplaced]
     if missing or (not taken and not unplaced):
@@ -120,7 +130,7 @@ def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) ->
                 entry.recovered += 1
         for off, text in fallback.errors.items():
             errors[off] = f"{errors[off]}; {second}: {text}" if off in errors else f"{second}: {text}"
-        missing = [slot for slot in chunk.slots if slot.offset not in taken]
+        missing = [slot for slot in wanted if slot.offset not in taken]
     for off in sorted(taken):
         rec, parser = taken[off]
         yield _finish(rec, entry, chunk, off, parser)
@@ -141,21 +151,25 @@ def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) ->
             )
 
 
-def _guarded(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> list[dict]:
-    """_read_chunk, with anything unexpected costing this chunk only (counted, never raised)."""
+def _guarded(
+    chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally, wanted: list[RecordSlot] | None = None
+) -> list[dict]:
+    """_read_chunk (of every record, or of `wanted`), with anything unexpected costing this chunk only
+    (counted, never raised)."""
     before = (entry.records_failed, entry.recovered)
+    wanted = chunk.slots if wanted is None else wanted
     try:
-        return list(_read_chunk(chunk, entry, backend, tally))
+        return list(_read_chunk(chunk, entry, backend, tally, wanted))
     except Exception as exc:  # noqa: BLE001 - a damaged chunk must not stop the file
         entry.records_failed, entry.recovered = before
-        entry.records_failed += len(chunk.slots)
+        entry.records_failed += len(wanted)
         entry.chunks_failed += 1
         tally.failed_chunks.append(f"chunk {chunk.index} at offset {chunk.file_offset}: {exc}")
         return []
 
 
-def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally) -> bool:
-    """Account for one chunk slot; True when it should be read."""
+def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally, keys: scan.RecordKeys | None = None) -> bool:
+    """Account for one chunk slot; True when it should be read. `keys`: its records as scanned."""
     if chunk.status == "trailing":
         tally.trailing += 1
         return False
@@ -173,10 +187,11 @@ def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally) -> bool:
     elif not (chunk.header_crc_ok and chunk.data_crc_ok):
         tally.crc_bad += 1
     announced = chunk.header["last_record_id"] - chunk.header["first_record_id"] + 1
-    if len(chunk.slots) < announced <= MAX_RECORDS_PER_CHUNK:
+    found = len(keys) if keys is not None else len(chunk.slots)
+    if found < announced <= MAX_RECORDS_PER_CHUNK:
         tally.short_chunks.append(
             f"chunk {chunk.index}: its header announces {announced} records, "
-            f"{len(chunk.slots)} record headers found (damaged or overwritten space)"
+            f"{found} record headers found (damaged or overwritten space)"
         )
     return True
 
@@ -252,16 +267,76 @@ def _check_hints(entry: InputEntry, source: Source) -> None:
         entry.warn(f"file name names channel {hint} but records are from {', '.join(entry.channels)}")
 
 
+SCAN_BATCH = 128  # chunks scanned together (8 MiB): numpy's per-call cost is paid once per batch
+
+
+def _scanned(
+    chunks: Iterator[Chunk], wanted: Wanted | None
+) -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
+    """Each chunk with its scanned records and the mask of those to decode; (None, None) when the chunk
+    is decoded whole (no `wanted`, damaged, repaired, or a layout the scan cannot account for exactly)."""
+    first = True
+    batch: list[Chunk] = []
+
+    def flush() -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
+        nonlocal first
+        sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
+        found = dict(zip(map(id, sound), scan.scan_many([(c.data, c.end) for c in sound]), strict=True))
+        for chunk in batch:
+            keys = found.get(id(chunk))
+            if keys is not None and keys.unsure.any():
+                keys = None  # a record of unexpected layout (damage? forwarded?): the chunk is read whole
+            mask = None
+            if keys is not None:
+                mask = scan.select(chunk.data, keys, wanted.by_event_id, wanted.any_event_id)  # type: ignore[union-attr]
+                if first and len(mask):
+                    mask[0] = True  # the file's first record says whose log it is (host, channel)
+            if chunk.readable:
+                first = False
+            yield chunk, keys, mask
+        batch.clear()
+
+    for chunk in chunks:
+        if wanted is None:
+            yield chunk, None, None
+            continue
+        batch.append(chunk)
+        if len(batch) >= SCAN_BATCH:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def _count_undecoded(entry: InputEntry, keys: scan.RecordKeys, mask: np.ndarray) -> None:
+    """Records counted from their headers only: part of `records`, and of the undecoded time span."""
+    left = ~mask
+    count = int(left.sum())
+    if not count:
+        return
+    entry.records += count
+    entry.records_undecoded += count
+    ticks = keys.written[left]
+    low, high = int(ticks.min()), int(ticks.max())
+    if entry.undecoded_span is None:
+        entry.undecoded_span = (low, high)
+    else:
+        entry.undecoded_span = (min(low, entry.undecoded_span[0]), max(high, entry.undecoded_span[1]))
+
+
 def parse(
     source: Source,
     entry: InputEntry,
     *,
     backend: str = "evtx",
     chunk_filter: Callable[[bytes], bool] | None = None,
+    wanted: Wanted | None = None,
 ) -> Iterator[dict]:
     """Records of one EVTX source, in file order, with provenance (file, chunk, offset, parser).
 
     `chunk_filter(raw_chunk_bytes)` returning False skips a chunk unparsed (`entry.chunks_skipped`).
+    `wanted` (ruleset.wanted.wanted_pairs): decode only records whose (provider, event id) a rule may
+    match, plus the file's first record; the others are counted from their record headers
+    (`entry.records_undecoded`, `entry.undecoded_span`) and a chunk with none is not decoded at all.
     The entry is updated as reading goes and finalised when the iterator ends or is closed.
     """
     if backend not in BACKENDS:
@@ -274,13 +349,22 @@ def parse(
         if header is None:
             return
         header_chunks = header.chunk_count
-        for chunk in iter_chunks(source.path):
-            if not _note_chunk(chunk, entry, tally):
+        for chunk, keys, mask in _scanned(iter_chunks(source.path), wanted):
+            if not _note_chunk(chunk, entry, tally, keys):
                 continue
             if chunk_filter is not None and not chunk_filter(chunk.data):
                 entry.chunks_skipped += 1
                 continue
-            for record in _guarded(chunk, entry, backend, tally):
+            subset = None
+            if keys is not None and mask is not None:
+                _count_undecoded(entry, keys, mask)
+                if not mask.any():
+                    entry.chunks_skipped += 1
+                    continue
+                subset = keys.slots(np.flatnonzero(mask))
+                chunk.slots = subset if mask[0] else [*keys.slots(np.zeros(1, dtype=np.int64)), *subset]
+                chunk.records_end = int(keys.offsets[-1] + keys.sizes[-1])
+            for record in _guarded(chunk, entry, backend, tally, subset):
                 entry.records += 1
                 tally.hosts.add(record["host"])
                 tally.channels.add(record["channel"])
@@ -296,12 +380,17 @@ def parse(
 
 
 def read_source(
-    source: Source, entry: InputEntry, *, backend: str = "evtx", source_tz: str | None = None
+    source: Source,
+    entry: InputEntry,
+    *,
+    backend: str = "evtx",
+    source_tz: str | None = None,
+    wanted: Wanted | None = None,
 ) -> Iterator[dict]:
-    """Records of a source of any kind: .evtx through parse(), an export (XML, CSV, JSON) through
-    its reader in parse/exports/ (READERS, keyed by Source.kind)."""
+    """Records of a source of any kind: .evtx through parse() (selectively with `wanted`), an export
+    (XML, CSV, JSON) through its reader in parse/exports/ (READERS, keyed by Source.kind)."""
     from evtxcorr.parse.exports import READERS
 
     if source.kind == "evtx":
-        return parse(source, entry, backend=backend)
+        return parse(source, entry, backend=backend, wanted=wanted)
     return READERS[source.kind](source, entry, source_tz=source_tz)
