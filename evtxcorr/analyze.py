@@ -27,7 +27,7 @@ from evtxcorr.diagnose.coverage import Span
 from evtxcorr.diagnose.verdicts import finalize
 from evtxcorr.discover import discover
 from evtxcorr.errors import InputError
-from evtxcorr.ledger import Ledger
+from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
@@ -38,8 +38,9 @@ from evtxcorr.ruleset.wanted import Wanted, wanted_pairs
 from evtxcorr.signals import temporary_folder
 from evtxcorr.table import to_frame
 
-# Called as progress(source, records_so_far, finished) while parsing; the CLI draws a bar with it.
-ProgressHook = Callable[[Source, int, bool], None]
+# Called as progress(source, records_so_far, finished[, bytes_scanned, chunks_decoded]) while parsing;
+# the CLI draws a bar with it (progress.Progress.update).
+ProgressHook = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -240,12 +241,22 @@ def read_all(
     for source in sources:
         entry = ledger.get(source.entry_id)
         pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
+
+        def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
+            if progress:
+                progress(source, entry.records, False, scanned, entry.chunks - entry.chunks_skipped)
+
         records = read_source(
-            source, entry, backend=options.backend, source_tz=options.source_tz, wanted=pairs
+            source,
+            entry,
+            backend=options.backend,
+            source_tz=options.source_tz,
+            wanted=pairs,
+            on_progress=tick if progress else None,
         )
         for count, record in enumerate(records, start=1):
             if progress and count % 4096 == 0:
-                progress(source, count, False)
+                progress(source, entry.records, False)
             yield record
         if progress:
-            progress(source, entry.records, True)
+            progress(source, entry.records, True, 0, entry.chunks - entry.chunks_skipped)

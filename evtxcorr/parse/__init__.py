@@ -267,6 +267,7 @@ def _check_hints(entry: InputEntry, source: Source) -> None:
         entry.warn(f"file name names channel {hint} but records are from {', '.join(entry.channels)}")
 
 
+PROGRESS_CHUNKS = 64  # chunks (4 MiB) between progress calls
 SCAN_BATCH = 128  # chunks scanned together (8 MiB): numpy's per-call cost is paid once per batch
 
 
@@ -330,6 +331,7 @@ def parse(
     backend: str = "evtx",
     chunk_filter: Callable[[bytes], bool] | None = None,
     wanted: Wanted | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
     """Records of one EVTX source, in file order, with provenance (file, chunk, offset, parser).
 
@@ -337,6 +339,7 @@ def parse(
     `wanted` (ruleset.wanted.wanted_pairs): decode only records whose (provider, event id) a rule may
     match, plus the file's first record; the others are counted from their record headers
     (`entry.records_undecoded`, `entry.undecoded_span`) and a chunk with none is not decoded at all.
+    `on_progress(bytes_scanned)` is called every PROGRESS_CHUNKS chunks.
     The entry is updated as reading goes and finalised when the iterator ends or is closed.
     """
     if backend not in BACKENDS:
@@ -350,6 +353,8 @@ def parse(
             return
         header_chunks = header.chunk_count
         for chunk, keys, mask in _scanned(iter_chunks(source.path), wanted):
+            if on_progress is not None and chunk.index % PROGRESS_CHUNKS == 0:
+                on_progress(chunk.file_offset)
             if not _note_chunk(chunk, entry, tally, keys):
                 continue
             if chunk_filter is not None and not chunk_filter(chunk.data):
@@ -386,11 +391,12 @@ def read_source(
     backend: str = "evtx",
     source_tz: str | None = None,
     wanted: Wanted | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
     """Records of a source of any kind: .evtx through parse() (selectively with `wanted`), an export
     (XML, CSV, JSON) through its reader in parse/exports/ (READERS, keyed by Source.kind)."""
     from evtxcorr.parse.exports import READERS
 
     if source.kind == "evtx":
-        return parse(source, entry, backend=backend, wanted=wanted)
+        return parse(source, entry, backend=backend, wanted=wanted, on_progress=on_progress)
     return READERS[source.kind](source, entry, source_tz=source_tz)
