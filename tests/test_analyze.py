@@ -150,7 +150,7 @@ def test_issue_11_zip_members_with_one_name_each_keep_their_own_records(
         (f"{bundle}!HV01/System.evtx", "skipped"),
         (f"{bundle}!HV01/System.evtx #2", "ok"),
     ]
-    assert logs[0].records == 0 and logs[1].records == len(report.frame) > 0
+    assert logs[0].records == 0 and logs[1].records == report.ledger.totals()["records"] > 0
     assert set(report.frame["file"]) == {f"{bundle}!HV01/System.evtx #2"}
 
 

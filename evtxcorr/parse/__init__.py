@@ -289,7 +289,7 @@ def _scanned(
                 keys = None  # a record of unexpected layout (damage? forwarded?): the chunk is read whole
             mask = None
             if keys is not None:
-                mask = scan.select(chunk.data, keys, wanted.by_event_id, wanted.any_event_id)  # type: ignore[union-attr]
+                mask = scan.select(chunk.data, keys, wanted)  # type: ignore[arg-type]
                 if first and len(mask):
                     mask[0] = True  # the file's first record says whose log it is (host, channel)
             if chunk.readable:

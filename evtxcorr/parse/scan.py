@@ -25,6 +25,7 @@ from evtxcorr.parse.chunks import (
     RECORD_HEADER_SIZE,
     RecordSlot,
 )
+from evtxcorr.ruleset.wanted import Wanted
 
 RECORD_MAGIC_U32 = 0x00002A2A
 EVENT_ID_INDEX, PROVIDER_INDEX = 3, 14
@@ -210,19 +211,16 @@ def template_text(data: bytes, at: int) -> bytes:
     return data[at : min(len(data), at + 24 + size)]
 
 
-def select(
-    data: bytes, keys: RecordKeys, by_event_id: dict[int, frozenset[str] | None], any_event_id: frozenset[str]
-) -> np.ndarray:
+def select(data: bytes, keys: RecordKeys, wanted: Wanted) -> np.ndarray:
     """Mask of the records that may be wanted: unsure ones, and those whose (provider, event id) may be
-    a wanted pair (`by_event_id`: event id -> lower-case providers, None for any; `any_event_id`:
-    providers wanted whatever the event id). A provider literal in the template is looked for in the
-    template's bytes, so the test errs towards decoding."""
+    one of `wanted`'s pairs. A provider literal in the template is looked for in the template's bytes,
+    so the test errs towards decoding."""
+    by_event_id, any_event_id = wanted.by_event_id, wanted.any_event_id
     mask = keys.unsure.copy()
     if any_event_id:
         candidates = np.flatnonzero(~keys.unsure)
     else:
-        wanted_ids = np.fromiter(by_event_id, dtype=np.int64, count=len(by_event_id))
-        candidates = np.flatnonzero(~keys.unsure & np.isin(keys.event_ids, wanted_ids))
+        candidates = np.flatnonzero(~keys.unsure & wanted.id_table[np.clip(keys.event_ids, 0, 65535)])
     templates: dict[int, bytes] = {}
     for i in candidates.tolist():
         providers = by_event_id.get(int(keys.event_ids[i]), frozenset())

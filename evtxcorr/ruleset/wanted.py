@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
 
+import numpy as np
 from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
 from sigma.types import SigmaNumber, SigmaString
 
@@ -40,6 +41,15 @@ class Wanted:
             else:
                 out.setdefault(event_id, set()).add(provider)  # type: ignore[union-attr]
         return {eid: (frozenset(p) if p is not None else None) for eid, p in out.items()}
+
+    @cached_property
+    def id_table(self) -> np.ndarray:
+        """Boolean lookup by event id (0-65535): is the id in some pair?"""
+        table = np.zeros(65536, dtype=bool)
+        for _provider, event_id in self.pairs:
+            if event_id is not None and 0 <= event_id <= 65535:
+                table[event_id] = True
+        return table
 
     @cached_property
     def any_event_id(self) -> frozenset[str]:
