@@ -5,6 +5,7 @@ discover -> parse -> table -> match detections -> correlate -> diagnose -> Repor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
 from evtxcorr.parse.normalise import filetime_to_datetime
 from evtxcorr.parse.plan import decode_whole
+from evtxcorr.parse.pool import parse_parallel, worth_it
 from evtxcorr.ruleset import Ruleset, Signals, load_ruleset, match_unknown, with_builtin
 from evtxcorr.ruleset.wanted import Wanted, wanted_pairs
 from evtxcorr.signals import temporary_folder
@@ -57,6 +59,7 @@ class Options:
     work_dir: Path | None = None  # where zip members are extracted (a private temp dir inside it)
     nodes: tuple[str, ...] = ()  # the cluster's nodes as the engineer knows them (--nodes)
     source_tz: str | None = None  # IANA zone of exports whose times are local with no zone (CSV)
+    jobs: int | None = None  # worker processes for selective parsing (--jobs); None: the CPU count
     all_records: bool = False  # decode every record into the table (--all-records); by default only
     # records a rule may match are decoded, the others are counted from their headers
 
@@ -72,6 +75,7 @@ class Options:
             "nodes": list(self.nodes),
             "source_tz": self.source_tz,
             "all_records": self.all_records,
+            "jobs": self.jobs,
         }
 
 
@@ -237,9 +241,29 @@ def read_all(
     wanted: tuple[Wanted, set[int]] | None = None,
 ) -> Iterator[dict]:
     """Every record of every source (with `wanted`, only those a rule may match: the others are counted
-    on the ledger entry), in order, each file accounted for on its ledger entry."""
+    on the ledger entry), in order, each file accounted for on its ledger entry. Selectively parsed
+    .evtx files are read in a process pool of options.jobs workers (default: the CPU count)."""
+    selective = (
+        [] if wanted is None else [s for s in sources if s.kind == "evtx" and s.entry_id not in wanted[1]]
+    )
+    workers = options.jobs or os.cpu_count() or 1
+    pooled: Iterator[tuple[Source, list[dict], InputEntry]] = iter(())
+    if wanted is not None and worth_it(selective, workers):
+        jobs = [(source, ledger.get(source.entry_id)) for source in selective]
+        pooled = parse_parallel(jobs, options.backend, wanted[0], workers)
+    else:
+        selective = []
+    in_pool = {source.entry_id for source in selective}
     for source in sources:
         entry = ledger.get(source.entry_id)
+        if source.entry_id in in_pool:
+            done, records, filled = next(pooled)
+            assert done is source
+            vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
+            yield from records
+            if progress:
+                progress(source, entry.records, True, 0, entry.chunks - entry.chunks_skipped)
+            continue
         pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
 
         def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:

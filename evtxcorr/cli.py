@@ -183,6 +183,11 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "(by provider and event id) are decoded and the rest are counted from their record headers, "
     "which gives the same report many times faster; this switch checks that claim.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 256),
+    help="Worker processes reading .evtx files at once (default: the CPU count; 1: no workers).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def analyze(
     paths: tuple[Path, ...],
@@ -202,6 +207,7 @@ def analyze(
     quiet: bool,
     source_tz: str | None,
     all_records: bool,
+    jobs: int | None,
 ) -> None:
     """Analyse a log bundle and write the root-cause report.
 
@@ -247,6 +253,7 @@ def analyze(
         nodes=nodes,
         source_tz=source_tz,
         all_records=all_records,
+        jobs=jobs,
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)

@@ -243,3 +243,25 @@ def test_event_ids_and_providers_read_by_position_match_the_decoded_ones(
                     assert name == provider, (path, where)
                 checked += 1
     assert checked > 1000
+
+
+def test_the_process_pool_gives_the_same_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files read by pool workers (forced here: fixtures are under the size that starts a pool) give
+    the same report, ledger included, as reading them one after another."""
+    import evtxcorr.parse.pool as pool
+
+    bundle = [FIXTURES / "shared-nic-sole-dc-path.zip", FIXTURES / "dc-unreachable-cluster-wide.zip"]
+    sequential = analyze(bundle, Options(work_dir=tmp_path, jobs=1))
+    monkeypatch.setattr(pool, "MIN_PARALLEL_BYTES", 0)
+    started: list[int] = []
+    real = pool.parse_parallel
+
+    def counting(jobs, *args, **kwargs):  # noqa: ANN001, ANN202 - spy
+        started.append(len(jobs))
+        yield from real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr("evtxcorr.analyze.parse_parallel", counting)
+    pooled = analyze(bundle, Options(work_dir=tmp_path, jobs=2))
+    assert started and started[0] > 2
+    assert answers(pooled) == answers(sequential)
+    assert [e.as_dict() for e in pooled.ledger.entries] == [e.as_dict() for e in sequential.ledger.entries]
