@@ -176,6 +176,18 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Where archive members are extracted, in a private folder removed afterwards, also on Ctrl-C "
     "or SIGTERM (default: the system temp dir).",
 )
+@click.option(
+    "--all-records",
+    is_flag=True,
+    help="Decode every record into the event table. By default only records some rule can match "
+    "(by provider and event id) are decoded and the rest are counted from their record headers, "
+    "which gives the same report many times faster; this switch checks that claim.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 256),
+    help="Worker processes reading .evtx files at once (default: the CPU count; 1: no workers).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def analyze(
     paths: tuple[Path, ...],
@@ -194,6 +206,8 @@ def analyze(
     work_dir: Path | None,
     quiet: bool,
     source_tz: str | None,
+    all_records: bool,
+    jobs: int | None,
 ) -> None:
     """Analyse a log bundle and write the root-cause report.
 
@@ -238,6 +252,8 @@ def analyze(
         work_dir=work_dir,
         nodes=nodes,
         source_tz=source_tz,
+        all_records=all_records,
+        jobs=jobs,
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)

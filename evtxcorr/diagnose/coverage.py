@@ -10,7 +10,7 @@ channel) vouches for a channel only when it holds events of a provider that writ
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pandas as pd
@@ -69,6 +69,16 @@ class Coverage:
             for host, providers in bare.groupby("host_key")["provider"].unique().items()
         }
         return cls(spans, slack_s, dict(holes or {}), unnamed)
+
+    def extended(self, more: Iterable[tuple[tuple[str, str], Span]]) -> Coverage:
+        """This coverage with more (host_key, channel) spans merged in: records counted from their
+        headers but never decoded (selective parsing) still vouch for the time they span."""
+        spans = dict(self.spans)
+        for key, (lo, hi) in more:
+            if key in spans:
+                lo, hi = min(lo, spans[key][0]), max(hi, spans[key][1])
+            spans[key] = (lo, hi)
+        return replace(self, spans=spans)
 
     def hosts(self) -> set[str]:
         return {host for host, _channel in self.spans}

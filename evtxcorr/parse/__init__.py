@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse import pure, rust
+from evtxcorr.parse import pure, rust, scan
 from evtxcorr.parse.chunks import (
     CHUNK_HEADER_FIELDS,
     CHUNK_HEADER_SIZE,
@@ -32,9 +33,11 @@ from evtxcorr.parse.chunks import (
     iter_chunks,
     parse_file_header,
     read_fields,
+    stitched,
     walk_records,
 )
 from evtxcorr.parse.normalise import filetime_to_datetime
+from evtxcorr.ruleset.wanted import Wanted
 
 __all__ = ["BACKENDS", "HOLE_MARGIN", "ChunkResult", "parse", "read_source"]
 
@@ -55,19 +58,24 @@ class ChunkResult:
 
 
 def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
-    """Rust backend over the whole chunk; records matched to slots by record id, in order."""
+    """Rust backend over the whole chunk; records matched to slots by record id, in order. Only the
+    wanted records are turned into dicts."""
     wanted_offsets = {slot.offset for slot in wanted}
     by_id: dict[int, list[int]] = {}
     for slot in chunk.slots:
         by_id.setdefault(slot.record_id, []).append(slot.offset)
+    every = len(wanted) == len(chunk.slots)
+    wanted_ids = None if every else {slot.record_id for slot in wanted}
     result = ChunkResult()
-    for item in rust.parse_chunk(chunk.data):
+    for item in rust.parse_chunk(stitched(chunk), wanted_ids):
         if isinstance(item, Exception):
             result.errors.setdefault(None, f"(record not located) {item}")
             continue
         record_id, record = item
         offsets = by_id.get(record_id)
         offset = offsets.pop(0) if offsets else None
+        if record is None:  # not wanted: left undecoded
+            continue
         if isinstance(record, Exception):
             result.errors[offset] = str(record)
         elif offset is None:
@@ -129,11 +137,19 @@ def _finish(record: dict, entry: InputEntry, chunk: Chunk, offset: int, parser: 
     return record
 
 
-def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> Iterator[dict]:
-    """The records of one readable chunk, primary backend first, the other for what it missed."""
-    primary = BACKENDS[backend](chunk, chunk.slots)
+def _read_chunk(
+    chunk: Chunk,
+    entry: InputEntry,
+    backend: str,
+    tally: _Tally,
+    wanted: list[RecordSlot],
+    headers: np.ndarray | None = None,
+) -> Iterator[dict]:
+    """The `wanted` records of one readable chunk, primary backend first, the other for what it missed.
+    `headers`: the ids of every record header in the chunk, when only some are decoded (selective)."""
+    primary = BACKENDS[backend](chunk, wanted)
     taken: dict[int, tuple[dict, str]] = {off: (rec, backend) for off, rec in primary.records.items()}
-    missing = [slot for slot in chunk.slots if slot.offset not in taken]
+    missing = [slot for slot in wanted if slot.offset not in taken]
     errors = {off: f"{backend}: {text}" for off, text in primary.errors.items()}
     unplaced = [(rec, backend) for rec in primary.unplaced]
     if missing or (not taken and not unplaced):
@@ -148,7 +164,7 @@ def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) ->
                 entry.recovered += 1
         for off, text in fallback.errors.items():
             errors[off] = f"{errors[off]}; {second}: {text}" if off in errors else f"{second}: {text}"
-        missing = [slot for slot in chunk.slots if slot.offset not in taken]
+        missing = [slot for slot in wanted if slot.offset not in taken]
     for off in sorted(taken):
         rec, parser = taken[off]
         yield _finish(rec, entry, chunk, off, parser)
@@ -156,7 +172,7 @@ def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) ->
         tally.unplaced += 1
         yield _finish(rec, entry, chunk, 0, parser)
     placed = [(rec, off) for off, (rec, _parser) in taken.items()] + [(rec, None) for rec, _p in unplaced]
-    unfound = _unfound(chunk, [int(rec["record_id"]) for rec, _off in placed])
+    unfound = _unfound(chunk, [int(rec["record_id"]) for rec, _off in placed], headers)
     if not (missing or unfound) and placed:  # nothing lost here: the chunk's ends are all a hole needs
         placed = [min(placed, key=_record_id), max(placed, key=_record_id)]
     read = [_mark(rec, chunk, off) for rec, off in placed]
@@ -188,21 +204,34 @@ def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) ->
             )
 
 
-def _guarded(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> list[dict]:
-    """_read_chunk, with anything unexpected costing this chunk only (counted, never raised)."""
+def _guarded(
+    chunk: Chunk,
+    entry: InputEntry,
+    backend: str,
+    tally: _Tally,
+    wanted: list[RecordSlot] | None = None,
+    headers: np.ndarray | None = None,
+) -> list[dict]:
+    """_read_chunk (of every record, or of `wanted` with the chunk's `headers`), with anything
+    unexpected costing this chunk only (counted, never raised)."""
     before = (entry.records_failed, entry.recovered)
+    wanted = chunk.slots if wanted is None else wanted
     try:
-        return list(_read_chunk(chunk, entry, backend, tally))
+        return list(_read_chunk(chunk, entry, backend, tally, wanted, headers))
     except Exception as exc:  # noqa: BLE001 - a damaged chunk must not stop the file
         entry.records_failed, entry.recovered = before
-        entry.records_failed += _lost_with(chunk, tally)
+        if headers is None:  # the whole chunk was read: every record it held is lost with it
+            entry.records_failed += _lost_with(chunk, tally)
+        else:  # selective: the records it was to decode are lost; the others were counted undecoded
+            entry.records_failed += len(wanted)
+            _note_losses(tally, chunk.index, [], [slot.record_id for slot in wanted])
         entry.chunks_failed += 1
         tally.failed_chunks.append(f"chunk {chunk.index} at offset {chunk.file_offset}: {exc}")
         return []
 
 
-def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally) -> bool:
-    """Account for one chunk slot; True when it should be read."""
+def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally, keys: scan.RecordKeys | None = None) -> bool:
+    """Account for one chunk slot; True when it should be read. `keys`: its records as scanned."""
     if chunk.status == "trailing":
         tally.trailing += 1
         return False
@@ -225,10 +254,11 @@ def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally) -> bool:
     elif not (chunk.header_crc_ok and chunk.data_crc_ok):
         tally.crc_bad += 1
     announced = chunk.header["last_record_id"] - chunk.header["first_record_id"] + 1
-    if len(chunk.slots) < announced <= MAX_RECORDS_PER_CHUNK:
+    found = len(keys) if keys is not None else len(chunk.slots)
+    if found < announced <= MAX_RECORDS_PER_CHUNK:
         tally.short_chunks.append(
             f"chunk {chunk.index}: its header announces {announced} records, "
-            f"{len(chunk.slots)} record headers found (damaged or overwritten space)"
+            f"{found} record headers found (damaged or overwritten space)"
         )
     return True
 
@@ -251,13 +281,17 @@ def _in_header(chunk: Chunk, record_id: int) -> bool:
     return announced is not None and record_id in announced
 
 
-def _unfound(chunk: Chunk, read: list[int]) -> list[int]:
-    """Ids the chunk header announces that were neither read nor found as a record header."""
+def _unfound(chunk: Chunk, read: list[int], headers: np.ndarray | None = None) -> list[int]:
+    """Ids the chunk header announces that were neither read nor found as a record header (`headers`,
+    default the chunk's slots)."""
     announced = _announced(chunk.header)
     if announced is None:
         return []
-    seen = {slot.record_id for slot in chunk.slots} | set(read)
-    return [record_id for record_id in announced if record_id not in seen]
+    if headers is None:
+        headers = np.fromiter((slot.record_id for slot in chunk.slots), dtype=np.int64)
+    seen = np.concatenate([headers.astype(np.int64), np.asarray(read, dtype=np.int64)])
+    wanted = np.arange(announced.start, announced.stop, dtype=np.int64)
+    return np.setdiff1d(wanted, seen, assume_unique=False).tolist()
 
 
 def _id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
@@ -326,8 +360,7 @@ def _note_losses(
     and on each side of every lost run. `lost_unknown`: records were lost whose ids are not known."""
     marks = _placed(read)
     if marks:
-        tally.chunk_ends[index] = (min(m[1] for m in marks), max(m[2] for m in marks))
-        tally.marks += [marks[0], marks[-1]]
+        _note_ends(tally, index, marks[0], marks[-1], (min(m[1] for m in marks), max(m[2] for m in marks)))
     runs = _id_runs(lost)
     ids = [mark[0] for mark in marks]
     for first, last in runs:
@@ -336,6 +369,29 @@ def _note_losses(
     tally.lost_runs += runs
     if lost_unknown:
         tally.lost_chunks.append(index)
+
+
+def _note_ends(tally: _Tally, index: int, first: Mark, last: Mark, span: tuple[datetime, datetime]) -> None:
+    """A chunk's first and last records by id, and the time its records span (merged when noted twice)."""
+    tally.marks += [first, last]
+    if index in tally.chunk_ends:
+        known = tally.chunk_ends[index]
+        span = (min(span[0], known[0]), max(span[1], known[1]))
+    tally.chunk_ends[index] = span
+
+
+def _note_scanned(tally: _Tally, index: int, keys: scan.RecordKeys) -> None:
+    """A chunk read selectively: its ends from the record headers' written times (all of its records)."""
+    if not len(keys):
+        return
+    order = np.argsort(keys.record_ids, kind="stable")
+    first, last = int(order[0]), int(order[-1])
+    times = [filetime_to_datetime(int(t)) for t in (keys.written.min(), keys.written.max())]
+    if not all(_placeable(t) for t in times):
+        return
+    ends = [filetime_to_datetime(int(keys.written[i])) for i in (first, last)]
+    marks = [(int(keys.record_ids[i]), t, t) for i, t in zip((first, last), ends, strict=True)]
+    _note_ends(tally, index, marks[0], marks[1], (times[0], times[1]))
 
 
 def _note_place(tally: _Tally, chunk: Chunk, offset: int, taken: dict[int, tuple[dict, str]]) -> None:
@@ -489,16 +545,79 @@ def _check_hints(entry: InputEntry, source: Source) -> None:
         entry.warn(f"file name names channel {hint} but records are from {', '.join(entry.channels)}")
 
 
+PROGRESS_CHUNKS = 64  # chunks (4 MiB) between progress calls
+SCAN_BATCH = 128  # chunks scanned together (8 MiB): numpy's per-call cost is paid once per batch
+
+
+def _scanned(
+    chunks: Iterator[Chunk], wanted: Wanted | None
+) -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
+    """Each chunk with its scanned records and the mask of those to decode; (None, None) when the chunk
+    is decoded whole (no `wanted`, damaged, repaired, or a layout the scan cannot account for exactly)."""
+    first = True
+    batch: list[Chunk] = []
+
+    def flush() -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
+        nonlocal first
+        sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
+        found = dict(zip(map(id, sound), scan.scan_many([(c.data, c.end) for c in sound]), strict=True))
+        for chunk in batch:
+            keys = found.get(id(chunk))
+            if keys is not None and keys.unsure.any():
+                keys = None  # a record of unexpected layout (damage? forwarded?): the chunk is read whole
+            mask = None
+            if keys is not None:
+                mask = scan.select(chunk.data, keys, wanted)  # type: ignore[arg-type]
+                if first and len(mask):
+                    mask[0] = True  # the file's first record says whose log it is (host, channel)
+            if chunk.readable:
+                first = False
+            yield chunk, keys, mask
+        batch.clear()
+
+    for chunk in chunks:
+        if wanted is None:
+            yield chunk, None, None
+            continue
+        batch.append(chunk)
+        if len(batch) >= SCAN_BATCH:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def _count_undecoded(entry: InputEntry, keys: scan.RecordKeys, mask: np.ndarray) -> None:
+    """Records counted from their headers only: part of `records`, and of the undecoded time span."""
+    left = ~mask
+    count = int(left.sum())
+    if not count:
+        return
+    entry.records += count
+    entry.records_undecoded += count
+    ticks = keys.written[left]
+    low, high = int(ticks.min()), int(ticks.max())
+    if entry.undecoded_span is None:
+        entry.undecoded_span = (low, high)
+    else:
+        entry.undecoded_span = (min(low, entry.undecoded_span[0]), max(high, entry.undecoded_span[1]))
+
+
 def parse(
     source: Source,
     entry: InputEntry,
     *,
     backend: str = "evtx",
     chunk_filter: Callable[[bytes], bool] | None = None,
+    wanted: Wanted | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
     """Records of one EVTX source, in file order, with provenance (file, chunk, offset, parser).
 
     `chunk_filter(raw_chunk_bytes)` returning False skips a chunk unparsed (`entry.chunks_skipped`).
+    `wanted` (ruleset.wanted.wanted_pairs): decode only records whose (provider, event id) a rule may
+    match, plus the file's first record; the others are counted from their record headers
+    (`entry.records_undecoded`, `entry.undecoded_span`) and a chunk with none is not decoded at all.
+    `on_progress(bytes_scanned)` is called every PROGRESS_CHUNKS chunks.
     The entry is updated as reading goes and finalised when the iterator ends or is closed.
     """
     if backend not in BACKENDS:
@@ -511,13 +630,26 @@ def parse(
         if header is None:
             return
         header_chunks = header.chunk_count
-        for chunk in iter_chunks(source.path):
-            if not _note_chunk(chunk, entry, tally):
+        for chunk, keys, mask in _scanned(iter_chunks(source.path), wanted):
+            if on_progress is not None and chunk.index % PROGRESS_CHUNKS == 0:
+                on_progress(chunk.file_offset)
+            if not _note_chunk(chunk, entry, tally, keys):
                 continue
             if chunk_filter is not None and not chunk_filter(chunk.data):
                 entry.chunks_skipped += 1
                 continue
-            for record in _guarded(chunk, entry, backend, tally):
+            subset = headers = None
+            if keys is not None and mask is not None:
+                _count_undecoded(entry, keys, mask)
+                _note_scanned(tally, chunk.index, keys)
+                headers = keys.record_ids
+                if not mask.any():
+                    entry.chunks_skipped += 1
+                    continue
+                subset = keys.slots(np.flatnonzero(mask))
+                chunk.slots = subset if mask[0] else [*keys.slots(np.zeros(1, dtype=np.int64)), *subset]
+                chunk.records_end = int(keys.offsets[-1] + keys.sizes[-1])
+            for record in _guarded(chunk, entry, backend, tally, subset, headers):
                 entry.records += 1
                 tally.hosts.add(record["host"])
                 tally.channels.add(record["channel"])
@@ -533,12 +665,18 @@ def parse(
 
 
 def read_source(
-    source: Source, entry: InputEntry, *, backend: str = "evtx", source_tz: str | None = None
+    source: Source,
+    entry: InputEntry,
+    *,
+    backend: str = "evtx",
+    source_tz: str | None = None,
+    wanted: Wanted | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
-    """Records of a source of any kind: .evtx through parse(), an export (XML, CSV, JSON) through
-    its reader in parse/exports/ (READERS, keyed by Source.kind)."""
+    """Records of a source of any kind: .evtx through parse() (selectively with `wanted`), an export
+    (XML, CSV, JSON) through its reader in parse/exports/ (READERS, keyed by Source.kind)."""
     from evtxcorr.parse.exports import READERS
 
     if source.kind == "evtx":
-        return parse(source, entry, backend=backend)
+        return parse(source, entry, backend=backend, wanted=wanted, on_progress=on_progress)
     return READERS[source.kind](source, entry, source_tz=source_tz)
