@@ -350,8 +350,9 @@ def batch(
 ) -> None:
     """Analyse every case (bundle) of an archive, each on its own, and summarise them all.
 
-    Each child of a folder in PATHS (a folder or a .zip) is one case; loose log files at the top of
-    a folder form one case named after it; a .zip in PATHS is one case. Each case gets the reports
+    Each child of a folder in PATHS (a folder or an archive: zip, 7z, cab, tar, tar.gz...) is one
+    case; loose log files at the top of a folder form one case named after it; an archive in PATHS is
+    one case. Each case gets the reports
     analyze writes, in OUTDIR/<case>/; OUTDIR/summary.html, .json and .csv list every case with its
     verdict. Run the same command again to go on after a crash or Ctrl-C: cases whose inputs and
     reports are unchanged are not redone (--force redoes them).

@@ -7,18 +7,22 @@ some of them zipped, and each case must get exactly its own causes.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from archive_builders import cab_bytes, seven_zip, tar_gz
 from click.testing import CliRunner
 
 from evtxcorr.batch import BatchOptions, run_batch
@@ -454,6 +458,55 @@ def test_output_inside_a_case_is_refused(tmp_path: Path) -> None:
         plan_cases([tmp_path / "archive"], exclude=[tmp_path / "archive" / "case1" / "out"])
     with pytest.raises(InputError, match="no such file"):
         plan_cases([tmp_path / "missing"])
+
+
+def _bundle_files(small_bundles: Path, scenario: str) -> dict[str, bytes]:
+    """A small bundle's files by their path in it (from its folder, or from its zip)."""
+    folder = small_bundles / scenario
+    if folder.is_dir():
+        return {
+            p.relative_to(small_bundles).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.evtx"))
+        }
+    with zipfile.ZipFile(small_bundles / f"{scenario}.zip") as packed:
+        return {name: packed.read(name) for name in packed.namelist() if name.endswith(".evtx")}
+
+
+def test_every_archive_kind_is_a_case_of_its_own(small_bundles: Path, tmp_path: Path) -> None:
+    """7z, CAB, tar and compressed tars are bundles like zips: each is a case, named without its
+    suffix, never lumped with the folder's loose logs (two customers' bundles analysed as one).
+    A single compressed log (System.evtx.gz) stays a loose log of the folder's own case."""
+    secure = _bundle_files(small_bundles, "secure-channel-broken")
+    kerberos = _bundle_files(small_bundles, "kerberos-delegation-missing")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    seven_zip(archive / "cust-a.7z", secure)
+    tar_gz(archive / "cust-b.tar.gz", kerberos)
+    (archive / "cust-c.CAB").write_bytes(cab_bytes({n.replace("/", "\\"): b for n, b in secure.items()}))
+    with tarfile.open(archive / "cust-d.tar.xz", "w:xz") as packed:
+        for name, content in kerberos.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            packed.addfile(info, io.BytesIO(content))
+    (archive / "cust-e.rar").write_bytes(b"Rar!\x1a\x07\x00" + b"\x00" * 64)
+    (archive / "cust-f.tgz").write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 64)  # damaged
+    one_log = next(name for name in secure if name.endswith("HV02/System.evtx"))
+    (archive / "HV02-System.evtx.gz").write_bytes(gzip.compress(secure[one_log]))
+
+    planned = {case.name: case for case in plan_cases([archive])}
+    assert set(planned) == {"cust-a", "cust-b", "cust-c", "cust-d", "cust-e", "cust-f", "archive"}
+    assert (
+        planned["archive"].paths == (archive / "HV02-System.evtx.gz",) and planned["archive"].archive is None
+    )
+    assert all(planned[f"cust-{x}"].archive is not None for x in "abcdef")
+
+    result = run_batch([archive], tmp_path / "out", BatchOptions(workers=2, formats=("json",)))
+    rows = {row["case"]: row for row in result.rows}
+    causes = {name: {f["cause"] for f in row["findings"]} for name, row in rows.items()}
+    assert causes["cust-a"] == causes["cust-c"] == {"secure-channel-broken"}
+    assert causes["cust-b"] == causes["cust-d"] == {"kerberos-delegation-missing"}
+    assert rows["archive"]["status"] == "ok" and rows["archive"]["records"] > 0
+    assert rows["cust-e"]["status"] == "failed" and "RAR archive, not supported" in rows["cust-e"]["reason"]
+    assert rows["cust-f"]["status"] == "failed" and "archive cannot be read" in rows["cust-f"]["reason"]
 
 
 def test_loose_file_and_archive_arguments(small_bundles: Path, tmp_path: Path) -> None:
