@@ -237,9 +237,11 @@ def test_rerun_redoes_only_what_changed_and_force_redoes_all(small_bundles: Path
 # --- failures, time limits, hostile names ----------------------------------------------------------------
 
 
-def _slow_case(small_bundles: Path, target: Path, copies: int = 150) -> Path:
-    """A case folder that takes many seconds: the same logs many times over (hard links, so it
-    costs no disk), each copy read again and its records dropped as duplicates."""
+def _slow_case(small_bundles: Path, target: Path, copies: int = 1000) -> Path:
+    """A case folder that takes far longer than any time limit here: the same logs many times over
+    (hard links, so it costs no disk), each copy read again and its records dropped as duplicates.
+    1000 copies are about 40 s of work on the 2 shared cores here (150 took 5.7 s, which a 5 s limit
+    did not always stop); the tests stop it long before, so its size costs only the links."""
     logs = sorted((small_bundles / "secure-channel-broken").rglob("*.evtx"))
     for number in range(copies):
         for log in logs:
