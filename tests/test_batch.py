@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,7 @@ from evtxcorr.batch.summary import csv_cell
 from evtxcorr.cli import cli
 from evtxcorr.errors import InputError, RuleError
 from evtxcorr.forge import forge_bundle, list_scenarios, truth
+from evtxcorr.progress import CaseBar
 
 SCALE = 0.2  # background noise: enough to bury the incidents, small enough to keep the tests fast
 ZIPPED = {"shared-nic-sole-dc-path", "dc-unreachable-cluster-wide", "noise-only", "secure-channel-broken"}
@@ -543,6 +545,34 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--workers" in result.output
     help_text = CliRunner().invoke(cli, ["batch", "--help"]).output
     assert "evtxcorr batch " in help_text and "--scheduler" in help_text
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal would be (tqdm draws only there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_case_bar_counts_cases_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    bar = CaseBar()
+    bar.start(5, {"ok": 1, "failed": 0, "skipped": 1})  # two cases done by an earlier run
+    for status in ("ok", "failed", "skipped"):
+        bar.update(status)
+    bar.close()
+    shown = screen.getvalue()
+    assert "5/5" in shown
+    assert re.search(r"done 2, failed 1, skipped 2, \d+\.\d/min", shown), shown  # three ran now
+
+    piped = io.StringIO()  # a pipe or a log file: no bar at all
+    monkeypatch.setattr(sys, "stderr", piped)
+    quiet = CaseBar()
+    quiet.start(1, {})
+    quiet.update("ok")
+    quiet.close()
+    assert piped.getvalue() == ""
 
 
 # --- the case process --------------------------------------------------------------------------------------
