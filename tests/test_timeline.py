@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -65,7 +67,8 @@ def test_export_beside_its_evtx_is_written_once(tmp_path: Path) -> None:
     forge_bundle(SCENARIO, tmp_path / "evtx")
     forge_bundle(SCENARIO, tmp_path / "csv", format="csv-eventviewer-ja", tz="Asia/Tokyo")
     out = tmp_path / "t.jsonl"
-    result = write_timeline([tmp_path], out, fmt="jsonl", options=Options(source_tz="Asia/Tokyo"))
+    inputs = [tmp_path / "evtx", tmp_path / "csv"]
+    result = write_timeline(inputs, out, fmt="jsonl", options=Options(source_tz="Asia/Tokyo"))
     assert result.rows == 3922 and result.duplicates == 3922
 
 
@@ -141,3 +144,44 @@ def test_cli_timeline(bundle: Path, tmp_path: Path) -> None:
     )
     bad = CliRunner().invoke(cli, ["timeline", str(bundle), "-o", str(out), "--tz", "Mars/Base"])
     assert bad.exit_code == 2 and "not an IANA time zone" in bad.output
+
+
+def test_the_timeline_never_overwrites_or_joins_an_input(bundle: Path, tmp_path: Path) -> None:
+    """As for analyze's reports: -o an input (or a hard link to it) or a file inside an input folder is
+    refused before anything is read, and the evidence is left as it was."""
+    log = tmp_path / "System.evtx"
+    log.write_bytes((bundle / "HV01" / "System.evtx").read_bytes())
+    before = log.read_bytes()
+    (tmp_path / "link.evtx").hardlink_to(log)
+    for inputs, out in (([log], log), ([log], tmp_path / "link.evtx"), ([tmp_path], tmp_path / "t.csv")):
+        done = CliRunner().invoke(cli, ["timeline", *map(str, inputs), "-o", str(out), "-q"])
+        assert done.exit_code == 1, done.output
+        assert done.output.startswith("Error: -o ") and "outside the inputs" in done.output
+    assert log.read_bytes() == before and not (tmp_path / "t.csv").exists()
+
+
+def test_timeline_output_errors_are_one_line_naming_the_output(bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    done = CliRunner().invoke(cli, ["timeline", str(bundle), "-o", str(folder), "-q"])
+    assert (done.exit_code, done.output) == (1, f"Error: -o {folder} is a folder; give the file to write\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = CliRunner().invoke(cli, ["timeline", str(empty), "-o", str(tmp_path / "t.csv"), "-q"])
+    assert done.exit_code == 1 and done.output.startswith("Error: no usable Windows event log")
+    assert not (tmp_path / "t.csv").exists()  # no empty timeline that looks like a result
+
+
+def test_a_timeline_file_gets_the_mode_a_report_gets(bundle: Path, tmp_path: Path) -> None:
+    """0666 less the umask, as any new file (not the 0600 of a temporary file); a replaced file keeps
+    its mode."""
+    out = tmp_path / "t.jsonl"
+    old = os.umask(0o027)
+    try:
+        write_timeline([bundle / "HV01" / "System.evtx"], out, fmt="jsonl")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    out.chmod(0o604)
+    write_timeline([bundle / "HV01" / "System.evtx"], out, fmt="jsonl")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o604
