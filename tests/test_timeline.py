@@ -23,8 +23,12 @@ SCENARIO = "shared-nic-sole-dc-path"
 # Timesketch's importer: "mandatory fields: message, datetime (ISO8601), timestamp_desc"; the file
 # name must end in .jsonl. Source: Timesketch documentation, "Create timeline from JSONL or CSV file",
 # https://timesketch.org/guides/user/import-from-json-csv/ (google/timesketch:
-# docs/guides/user/import-from-json-csv.md).
+# docs/guides/user/import-from-json-csv.md), and the importer itself, google/timesketch
+# timesketch/lib/utils.py: read_and_validate_jsonl() requires mandatory_fields = ["message", "datetime",
+# "timestamp_desc"] on every line, derives `timestamp` as int(parse(datetime).timestamp() * 1000000) when
+# it is missing, and drops the fields in FIELDS_TO_REMOVE.
 TIMESKETCH_REQUIRED = ("message", "datetime", "timestamp_desc")
+TIMESKETCH_SCRUBBED = ("_id", "_type", "_index", "_source", "__ts_timeline_id")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +87,7 @@ def test_timesketch_lines_have_the_importer_fields(bundle: Path, tmp_path: Path)
         assert moment.utcoffset() is not None and moment.utcoffset().total_seconds() == 9 * 3600
         assert line["timestamp"] == int(moment.timestamp() * 1_000_000)
         assert line["detections"] and line["file"] and line["record_id"] > 0
+        assert not set(line) & set(TIMESKETCH_SCRUBBED)  # no field of ours would be dropped on import
     assert any("I1" in line["incidents"] for line in lines)
 
 
