@@ -269,12 +269,18 @@ def _write_timesketch(rows: Iterable[dict], out: IO[str]) -> None:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
-def _write_parquet(rows: Iterable[dict], path: Path, zone: ZoneInfo) -> None:
+def _pyarrow() -> tuple[Any, Any]:
+    """pyarrow and pyarrow.parquet, or an EvtxcorrError saying how to install them."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise EvtxcorrError("--format parquet needs pyarrow: pip install 'evtxcorr[parquet]'") from None
+    return pa, pq
+
+
+def _write_parquet(rows: Iterable[dict], path: Path, zone: ZoneInfo) -> None:
+    pa, pq = _pyarrow()
     schema = pa.schema(
         [("time", pa.timestamp("us", tz=str(zone.key))), ("host", pa.string()), ("channel", pa.string()),
          ("provider", pa.string()), ("event_id", pa.int64()), ("level", pa.int64()), ("record_id", pa.int64()),
@@ -419,5 +425,7 @@ def write_timeline(
         raise InputError(f"{tz!r} is not an IANA time zone") from exc
     options = options or Options()
     check_output_file(Path(output), paths)  # never an input: checked before anything is read
+    if fmt == "parquet":
+        _pyarrow()  # missing: said now, not after reading every log
     mode = _matched if matched else _every_record
     return mode(paths, options, zone, Path(output), fmt, progress, on_sources)

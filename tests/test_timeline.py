@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import stat
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -190,3 +191,16 @@ def test_a_timeline_file_gets_the_mode_a_report_gets(bundle: Path, tmp_path: Pat
     out.chmod(0o604)
     write_timeline([bundle / "HV01" / "System.evtx"], out, fmt="jsonl")
     assert stat.S_IMODE(out.stat().st_mode) == 0o604
+
+
+def test_parquet_without_pyarrow_is_said_before_any_log_is_read(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed: importing it fails
+    monkeypatch.setattr(timeline, "_every_record", lambda *args: pytest.fail("read the logs first"))
+    done = CliRunner().invoke(
+        cli, ["timeline", str(bundle), "-o", str(tmp_path / "t.parquet"), "-f", "parquet"]
+    )
+    assert (done.exit_code, done.output) == (
+        1, "Error: --format parquet needs pyarrow: pip install 'evtxcorr[parquet]'\n"
+    )  # fmt: skip
