@@ -293,6 +293,13 @@ def _node_list(value: str | None) -> tuple[str, ...]:
     "--tz", "tz", default="UTC", show_default=True, callback=_zone, help="Display time zone (IANA name)."
 )
 @click.option(
+    "--source-tz",
+    "source_tz",
+    callback=lambda ctx, param, value: value and _zone(ctx, param, value),
+    help="Time zone of the machines that exported CSV files with local times (as for analyze), for "
+    "every case; a case that needs it and lacks it fails, saying so.",
+)
+@click.option(
     "--parser",
     "backend",
     type=click.Choice(["evtx", "python-evtx"]),
@@ -339,6 +346,7 @@ def batch(
     formats: tuple[str, ...],
     lang: str,
     tz: str,
+    source_tz: str | None,
     backend: str,
     rule_dirs: tuple[Path, ...],
     workers: int | None,
@@ -380,6 +388,7 @@ def batch(
         formats=tuple(dict.fromkeys(formats)) or DEFAULT_FORMATS,
         lang=lang,
         tz=tz,
+        source_tz=source_tz,
         backend=backend,
         rule_dirs=rule_dirs,
         workers=workers,

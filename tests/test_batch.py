@@ -236,6 +236,35 @@ def test_rerun_redoes_only_what_changed_and_force_redoes_all(small_bundles: Path
     assert [r["findings"] for r in summary(outdir)["cases"]] == [r["findings"] for r in first.rows]
 
 
+def test_source_tz_reaches_every_case(small_bundles: Path, tmp_path: Path) -> None:
+    """A case sent as Event Viewer CSV (local times, no zone) needs --source-tz, as analyze does: without
+    it that case fails saying so and the others go on; with it, it gets its cause (unconfirmed: no
+    payload). The zone shapes the reports, so changing it redoes the cases."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy2(small_bundles / "kerberos-delegation-missing.zip", archive)
+    forge_bundle("secure-channel-broken", archive, scale=SCALE, format="csv-eventviewer-ja", tz="Asia/Tokyo")
+    outdir = tmp_path / "out"
+
+    without = invoke("batch", archive, "-o", outdir, "-f", "json")
+    assert without.exit_code == 1
+    rows = by_case(outdir)
+    assert rows["kerberos-delegation-missing"]["status"] == "ok"
+    assert rows["secure-channel-broken"]["status"] == "failed"
+    assert "give --source-tz ZONE" in rows["secure-channel-broken"]["reason"]
+
+    given = invoke("batch", archive, "-o", outdir, "-f", "json", "--source-tz", "Asia/Tokyo")
+    assert given.exit_code == 0, given.output
+    csv_case = by_case(outdir)["secure-channel-broken"]
+    assert [(f["cause"], short(f["host"]), f["certainty"]) for f in csv_case["findings"]] == [
+        ("secure-channel-broken", "hv02", "unconfirmed")
+    ]
+    again = run_batch([archive], outdir, BatchOptions(formats=("json",), source_tz="Asia/Tokyo"))
+    assert (again.ran, again.reused) == (0, 2)
+    other = run_batch([archive], outdir, BatchOptions(formats=("json",), source_tz="UTC"))
+    assert other.ran == 2
+
+
 # --- failures, time limits, hostile names ----------------------------------------------------------------
 
 
