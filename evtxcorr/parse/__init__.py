@@ -560,7 +560,10 @@ def _scanned(
     def flush() -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
         nonlocal first
         sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
-        found = dict(zip(map(id, sound), scan.scan_many([(c.data, c.end) for c in sound]), strict=True))
+        table = wanted.id_table  # type: ignore[union-attr]
+        found = dict(
+            zip(map(id, sound), scan.scan_many([(c.data, c.end) for c in sound], table), strict=True)
+        )
         for chunk in batch:
             keys = found.get(id(chunk))
             if keys is not None and keys.unsure.any():

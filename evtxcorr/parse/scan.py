@@ -46,6 +46,7 @@ class RecordKeys:
     provider_at: np.ndarray  # int64 offset of the Provider/@Name string value; -1: literal in template
     provider_len: np.ndarray  # int64 byte length of that value
     template_at: np.ndarray  # int64 chunk offset of the template definition
+    candidate: np.ndarray | None = None  # bool: event id among the wanted ones (scan_many's id_table)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -79,9 +80,10 @@ def _tail_clean(buf: bytes, base: int, tail: int, end: int) -> bool:
     return tail + RECORD_HEADER_SIZE > end or not buf[base + tail : base + end].strip(b"\x00")
 
 
-def scan_many(chunks: list[tuple[bytes, int]]) -> list[RecordKeys | None]:
+def scan_many(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = None) -> list[RecordKeys | None]:
     """scan() of many chunks at once ((data, end) each, 64 KiB data): numpy's cost per call is paid
-    once per batch instead of once per chunk."""
+    once per batch instead of once per chunk. `id_table` (bool by event id) marks each record's
+    `candidate`: a sure record whose event id some rule wants."""
     if not chunks:
         return []
     sizes_ok = [len(data) == CHUNK_SIZE for data, _ in chunks]
@@ -127,6 +129,8 @@ def scan_many(chunks: list[tuple[bytes, int]]) -> list[RecordKeys | None]:
     ids = np.frombuffer(buf, dtype="<u8")[(offsets + 8) // 8].astype(np.uint64)
     written = np.frombuffer(buf, dtype="<i8")[(offsets + 16) // 8].astype(np.int64)
     keys = _keys(u8, offsets, sizes, owner, bases)
+    if id_table is not None:
+        keys["candidate"] = ~keys["unsure"] & id_table[np.clip(keys["event_ids"], 0, len(id_table) - 1)]
     bounds = np.searchsorted(owner, np.arange(count + 1))
     out: list[RecordKeys | None] = []
     for index in range(count):
@@ -147,6 +151,7 @@ def scan_many(chunks: list[tuple[bytes, int]]) -> list[RecordKeys | None]:
                 provider_at=np.where(part["provider_at"] >= 0, part["provider_at"] - base, -1),
                 provider_len=part["provider_len"],
                 template_at=np.where(part["template_at"] >= 0, part["template_at"] - base, -1),
+                candidate=part.get("candidate"),
             )
         )
     return out
@@ -220,6 +225,8 @@ def select(data: bytes, keys: RecordKeys, wanted: Wanted) -> np.ndarray:
     mask = keys.unsure.copy()
     if any_event_id:
         candidates = np.flatnonzero(~keys.unsure)
+    elif keys.candidate is not None:
+        candidates = np.flatnonzero(keys.candidate)
     else:
         candidates = np.flatnonzero(~keys.unsure & wanted.id_table[np.clip(keys.event_ids, 0, 65535)])
     templates: dict[int, bytes] = {}
