@@ -5,6 +5,7 @@ discover -> parse -> table -> match detections -> correlate -> diagnose -> Repor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -14,21 +15,34 @@ import pandas as pd
 
 from evtxcorr import __version__
 from evtxcorr.correlate import clock, correlate
-from evtxcorr.correlate.clusters import collected_hosts, find_clusters, mentions, renumber, rows_by_cluster
+from evtxcorr.correlate.clusters import (
+    collected_hosts,
+    find_clusters,
+    mentions,
+    renumber,
+    rows_by_cluster,
+    split_host,
+)
 from evtxcorr.diagnose import Coverage, diagnose
+from evtxcorr.diagnose.coverage import Span, holes_by_log
 from evtxcorr.diagnose.verdicts import finalize
 from evtxcorr.discover import discover
 from evtxcorr.errors import InputError
-from evtxcorr.ledger import Ledger
+from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
+from evtxcorr.parse.normalise import filetime_to_datetime
+from evtxcorr.parse.plan import decode_whole
+from evtxcorr.parse.pool import parse_parallel, worth_it
 from evtxcorr.ruleset import Ruleset, Signals, load_ruleset, match_unknown, with_builtin
+from evtxcorr.ruleset.wanted import Wanted, wanted_pairs
 from evtxcorr.signals import temporary_folder
 from evtxcorr.table import to_frame
 
-# Called as progress(source, records_so_far, finished) while parsing; the CLI draws a bar with it.
-ProgressHook = Callable[[Source, int, bool], None]
+# Called as progress(source, records_so_far, finished[, bytes_scanned, chunks_decoded]) while parsing;
+# the CLI draws a bar with it (progress.Progress.update).
+ProgressHook = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,9 @@ class Options:
     work_dir: Path | None = None  # where zip members are extracted (a private temp dir inside it)
     nodes: tuple[str, ...] = ()  # the cluster's nodes as the engineer knows them (--nodes)
     source_tz: str | None = None  # IANA zone of exports whose times are local with no zone (CSV)
+    jobs: int | None = None  # worker processes for selective parsing (--jobs); None: the CPU count
+    all_records: bool = False  # decode every record into the table (--all-records); by default only
+    # records a rule may match are decoded, the others are counted from their headers
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -57,6 +74,8 @@ class Options:
             "threshold": self.threshold,
             "nodes": list(self.nodes),
             "source_tz": self.source_tz,
+            "all_records": self.all_records,
+            "jobs": self.jobs,
         }
 
 
@@ -77,7 +96,7 @@ def analyze(
         if on_sources:
             on_sources(sources)
         check_zones(sources, options.source_tz)
-        records = read_all(sources, ledger, options, progress)
+        records = read_all(sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options))
         frame = to_frame(records, ledger)
     signals, maybe = match_unknown(frame, ruleset)  # maybe: rows of exports without payload
     clusters, offsets, incidents, findings, rejected = _per_cluster(
@@ -154,7 +173,10 @@ def _per_cluster(
     for cluster, subset, possible, offsets, incidents, rows in zip(
         clusters, cluster_signals, cluster_maybe, measured, numbered, by_cluster, strict=True
     ):
-        coverage = Coverage.from_frame(frame.loc[rows], slack) if rows is not None else None
+        # where a damaged log lost records (its holes), it vouches for nothing
+        holes = holes_by_log(_of_cluster(ledger, cluster if several else None))
+        coverage = Coverage.from_frame(frame.loc[rows] if rows is not None else frame, slack, holes)
+        coverage = coverage.extended(undecoded_spans(ledger, cluster if several else None))
         reported, ruled_out = diagnose(
             frame,
             incidents,
@@ -177,6 +199,31 @@ def _per_cluster(
     return clusters, [o for offsets in measured for o in offsets], incidents, findings, rejected
 
 
+def _of_cluster(ledger: Ledger, cluster: Cluster | None) -> list[InputEntry]:
+    """The ledger's entries, or those whose logs were written by `cluster`'s hosts."""
+    if cluster is None:
+        return ledger.entries
+    members = {(key, cluster.domain) for key in cluster.hosts}
+    return [e for e in ledger.entries if any(split_host(host) in members for host in e.hosts)]
+
+
+def undecoded_spans(ledger: Ledger, cluster: Cluster | None = None) -> list[tuple[tuple[str, str], Span]]:
+    """((host key, channel), (first, last)) of the records each log holds but selective parsing did not
+    decode (of `cluster`'s hosts only, when given). A log of several hosts or channels is left out:
+    which of them its undecoded records belong to is not known, so they vouch for nothing."""
+    members = {(key, cluster.domain) for key in cluster.hosts} if cluster is not None else None
+    spans = []
+    for entry in ledger.entries:
+        if entry.undecoded_span is None or len(entry.hosts) != 1 or len(entry.channels) != 1:
+            continue
+        if members is not None and split_host(entry.hosts[0]) not in members:
+            continue
+        lo, hi = (filetime_to_datetime(ticks) for ticks in entry.undecoded_span)
+        key = (entry.hosts[0].split(".", 1)[0].lower(), entry.channels[0])  # as table.host_keys
+        spans.append((key, (pd.Timestamp(lo), pd.Timestamp(hi))))
+    return spans
+
+
 def check_zones(sources: list[Source], source_tz: str | None) -> None:
     """Exports whose times carry no zone need --source-tz: say so before reading anything."""
     if source_tz is None:
@@ -185,16 +232,65 @@ def check_zones(sources: list[Source], source_tz: str | None) -> None:
             raise InputError(zone_error(local))
 
 
+def _wanted(sources: list[Source], ruleset: Ruleset, options: Options) -> tuple[Wanted, set[int]] | None:
+    """What selective parsing decodes (the rules' pairs) and which files it decodes whole (plan.py);
+    None to decode everything: --all-records, rules that pin no pairs, or exports in the inputs (their
+    records are paired with the .evtx records they copy, which needs those decoded)."""
+    if options.all_records or any(source.kind != "evtx" for source in sources):
+        return None
+    pairs = wanted_pairs(ruleset)
+    return None if pairs is None else (pairs, decode_whole(sources))
+
+
 def read_all(
-    sources: list[Source], ledger: Ledger, options: Options, progress: ProgressHook | None = None
+    sources: list[Source],
+    ledger: Ledger,
+    options: Options,
+    progress: ProgressHook | None = None,
+    *,
+    wanted: tuple[Wanted, set[int]] | None = None,
 ) -> Iterator[dict]:
-    """Every record of every source, in order, each file accounted for on its ledger entry."""
+    """Every record of every source (with `wanted`, only those a rule may match: the others are counted
+    on the ledger entry), in order, each file accounted for on its ledger entry. Selectively parsed
+    .evtx files are read in a process pool of options.jobs workers (default: the CPU count)."""
+    selective = (
+        [] if wanted is None else [s for s in sources if s.kind == "evtx" and s.entry_id not in wanted[1]]
+    )
+    workers = options.jobs or os.cpu_count() or 1
+    pooled: Iterator[tuple[Source, list[dict], InputEntry]] = iter(())
+    if wanted is not None and worth_it(selective, workers):
+        jobs = [(source, ledger.get(source.entry_id)) for source in selective]
+        pooled = parse_parallel(jobs, options.backend, wanted[0], workers)
+    else:
+        selective = []
+    in_pool = {source.entry_id for source in selective}
     for source in sources:
         entry = ledger.get(source.entry_id)
-        records = read_source(source, entry, backend=options.backend, source_tz=options.source_tz)
+        if source.entry_id in in_pool:
+            done, records, filled = next(pooled)
+            assert done is source
+            vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
+            yield from records
+            if progress:
+                progress(source, entry.records, True, 0, entry.chunks - entry.chunks_skipped)
+            continue
+        pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
+
+        def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
+            if progress:
+                progress(source, entry.records, False, scanned, entry.chunks - entry.chunks_skipped)
+
+        records = read_source(
+            source,
+            entry,
+            backend=options.backend,
+            source_tz=options.source_tz,
+            wanted=pairs,
+            on_progress=tick if progress else None,
+        )
         for count, record in enumerate(records, start=1):
             if progress and count % 4096 == 0:
-                progress(source, count, False)
+                progress(source, entry.records, False)
             yield record
         if progress:
-            progress(source, entry.records, True)
+            progress(source, entry.records, True, 0, entry.chunks - entry.chunks_skipped)

@@ -176,6 +176,18 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Where archive members are extracted, in a private folder removed afterwards, also on Ctrl-C "
     "or SIGTERM (default: the system temp dir).",
 )
+@click.option(
+    "--all-records",
+    is_flag=True,
+    help="Decode every record into the event table. By default only records some rule can match "
+    "(by provider and event id) are decoded and the rest are counted from their record headers, "
+    "which gives the same report many times faster; this switch checks that claim.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 256),
+    help="Worker processes reading .evtx files at once (default: the CPU count; 1: no workers).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def analyze(
     paths: tuple[Path, ...],
@@ -194,6 +206,8 @@ def analyze(
     work_dir: Path | None,
     quiet: bool,
     source_tz: str | None,
+    all_records: bool,
+    jobs: int | None,
 ) -> None:
     """Analyse a log bundle and write the root-cause report.
 
@@ -238,6 +252,8 @@ def analyze(
         work_dir=work_dir,
         nodes=nodes,
         source_tz=source_tz,
+        all_records=all_records,
+        jobs=jobs,
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
@@ -293,6 +309,13 @@ def _node_list(value: str | None) -> tuple[str, ...]:
     "--tz", "tz", default="UTC", show_default=True, callback=_zone, help="Display time zone (IANA name)."
 )
 @click.option(
+    "--source-tz",
+    "source_tz",
+    callback=lambda ctx, param, value: value and _zone(ctx, param, value),
+    help="Time zone of the machines that exported CSV files with local times (as for analyze), for "
+    "every case; a case that needs it and lacks it fails, saying so.",
+)
+@click.option(
     "--parser",
     "backend",
     type=click.Choice(["evtx", "python-evtx"]),
@@ -339,6 +362,7 @@ def batch(
     formats: tuple[str, ...],
     lang: str,
     tz: str,
+    source_tz: str | None,
     backend: str,
     rule_dirs: tuple[Path, ...],
     workers: int | None,
@@ -350,8 +374,9 @@ def batch(
 ) -> None:
     """Analyse every case (bundle) of an archive, each on its own, and summarise them all.
 
-    Each child of a folder in PATHS (a folder or a .zip) is one case; loose log files at the top of
-    a folder form one case named after it; a .zip in PATHS is one case. Each case gets the reports
+    Each child of a folder in PATHS (a folder or an archive: zip, 7z, cab, tar, tar.gz...) is one
+    case; loose log files at the top of a folder form one case named after it; an archive in PATHS is
+    one case. Each case gets the reports
     analyze writes, in OUTDIR/<case>/; OUTDIR/summary.html, .json and .csv list every case with its
     verdict. Run the same command again to go on after a crash or Ctrl-C: cases whose inputs and
     reports are unchanged are not redone (--force redoes them).
@@ -379,6 +404,7 @@ def batch(
         formats=tuple(dict.fromkeys(formats)) or DEFAULT_FORMATS,
         lang=lang,
         tz=tz,
+        source_tz=source_tz,
         backend=backend,
         rule_dirs=rule_dirs,
         workers=workers,

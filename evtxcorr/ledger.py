@@ -8,6 +8,7 @@ Stages receive the ledger and write to it; nothing is global. A file's entry end
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 
 @dataclass
@@ -33,6 +34,11 @@ class InputEntry:
     chunks_failed: int = 0  # chunks that could not be read at all (bad magic mid-file, truncated...)
     chunks_skipped: int = 0  # chunks not parsed because no rule can match them (selective parsing)
     recovered: int = 0  # records one backend missed and the other recovered
+    holes: list[tuple[datetime | None, datetime | None]] = field(default_factory=list)  # time spans
+    # where records of this file were lost (None: open on that side): the log cannot vouch for them
+    records_undecoded: int = 0  # of `records`, counted from their record headers only: no rule can
+    # match them (selective parsing), so their BinXML was never decoded
+    undecoded_span: tuple[int, int] | None = None  # FILETIME ticks of the first and last of those
     source_tz: str = ""  # the zone this export's local times were read in (--source-tz); '' when they
     # carried their own zone or offset
     warnings: list[str] = field(default_factory=list)
@@ -54,6 +60,7 @@ class InputEntry:
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
+        out.pop("undecoded_span")  # internal: coverage of the undecoded records (diagnose/coverage.py)
         out["host"] = ", ".join(self.hosts)  # the JSON contract's single 'host' key
         return out
 
@@ -97,9 +104,10 @@ class Ledger:
             "chunks",
             "chunks_failed",
             "chunks_skipped",
+            "records_undecoded",
         )
         totals = {k: sum(getattr(e, k) for e in self.entries) for k in keys}
-        totals["records_unique"] = totals["records"] - totals["duplicates"]  # rows in the event table
+        totals["records_unique"] = totals["records"] - totals["duplicates"]  # distinct records read
         totals["files"] = len(self.entries)
         totals["files_skipped"] = sum(e.status == "skipped" for e in self.entries)
         totals["files_partial"] = sum(e.status == "partial" for e in self.entries)

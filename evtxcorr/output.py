@@ -147,6 +147,21 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def output_mode(target: Path) -> int:
+    """The mode a file written to `target` gets: the replaced file's, else a new file's (0666 less the
+    umask, as `touch` would give it)."""
+    return (target.stat().st_mode & 0o7777) if target.is_file() else _new_file_mode()
+
+
+def check_output_file(target: Path, inputs: Sequence[Path]) -> None:
+    """-o FILE of a command that writes one file (timeline), checked before any work: not a folder,
+    never an input or inside an input folder, in a folder that takes a new file. Raises OutputError."""
+    if target.is_dir():
+        raise OutputError(f"-o {target} is a folder; give the file to write")
+    _refuse_inputs([target], inputs)
+    _check_writable([target])
+
+
 def _stage(target: Path, text: str, mode: int) -> Path:
     """Write `text` to a new temporary file beside `target` (flushed to disk); return its path."""
     while True:
@@ -177,7 +192,7 @@ def write_reports(reports: Mapping[Path, str]) -> None:
         for target, text in reports.items():
             current = target
             target.parent.mkdir(parents=True, exist_ok=True)
-            mode = (target.stat().st_mode & 0o7777) if target.is_file() else _new_file_mode()
+            mode = output_mode(target)
             staged.append((_stage(target, text, mode), target))
         with deferred():
             for temporary, target in staged:

@@ -22,6 +22,8 @@ class Progress:
         self._bar: tqdm | None = None
         self._sizes: dict[str, int] = {}
         self._records = 0
+        self._decoded = 0
+        self._moved: dict[str, int] = {}  # bytes of each source the bar has already moved by
 
     def start(self, sources: list[Source]) -> None:
         self._sizes = {s.display: _size(s) for s in sources}
@@ -37,15 +39,24 @@ class Progress:
                 leave=False,
             )
 
-    def update(self, source: Source, records: int, finished: bool) -> None:
+    def update(
+        self, source: Source, records: int, finished: bool, scanned: int = 0, decoded: int | None = None
+    ) -> None:
+        """`records` counted so far in `source`; `scanned`: its bytes read so far (the bar moves by
+        them); `decoded`: its chunks decoded so far (selective parsing skips the others)."""
         if self._bar is None:
             return
+        chunks = f", {self._decoded + decoded:,} chunks decoded" if decoded is not None else ""
         self._bar.set_postfix_str(
-            f"{safe(source.display[-40:])} {self._records + records:,} records", refresh=False
+            f"{safe(source.display[-40:])} {self._records + records:,} records{chunks}", refresh=False
         )
+        size = self._sizes.get(source.display, 0)
+        done = size if finished else min(scanned, size)
+        self._bar.update(max(0, done - self._moved.get(source.display, 0)))
+        self._moved[source.display] = max(done, self._moved.get(source.display, 0))
         if finished:
             self._records += records
-            self._bar.update(self._sizes.get(source.display, 0))
+            self._decoded += decoded or 0
         else:
             self._bar.refresh()
 

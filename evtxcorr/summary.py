@@ -74,11 +74,17 @@ def summary_lines(report: Report, written: Sequence[Path]) -> list[str]:
         f"{totals['duplicates']} duplicates{conflicts}), {_plural(len(report.incidents), 'incident')}"
     ]
     causes = [f for f in report.findings if f.kind != "benign"]
+    in_cluster = {c.name: c.names for c in report.clusters}
+
+    def name(key: str, cluster: str | None) -> str:
+        """The host as its own cluster's logs write it: short names of two domains may collide."""
+        return safe(in_cluster.get(cluster or "", {}).get(key) or names.get(key, key))
+
     for finding in causes:
         where = (
-            safe(names.get(finding.host, finding.host))
+            name(finding.host, finding.cluster)
             if finding.host
-            else "the cluster (" + ", ".join(safe(names.get(h, h)) for h in finding.hosts) + ")"
+            else "the cluster (" + ", ".join(name(h, finding.cluster) for h in finding.hosts) + ")"
         )
         low, high = finding.confidence_range or (finding.confidence, finding.confidence)
         span = f" (range {low:.2f}-{high:.2f})" if low != high else ""

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from evtxcorr.errors import EvtxcorrError, InputError
+from evtxcorr.errors import EvtxcorrError, InputError, OutputError
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import Source
+from evtxcorr.output import check_output_file, output_mode
 
 __all__ = ["COLUMNS", "FORMATS", "TimelineResult", "neutralise", "write_timeline"]
 
@@ -268,12 +269,18 @@ def _write_timesketch(rows: Iterable[dict], out: IO[str]) -> None:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
-def _write_parquet(rows: Iterable[dict], path: Path, zone: ZoneInfo) -> None:
+def _pyarrow() -> tuple[Any, Any]:
+    """pyarrow and pyarrow.parquet, or an EvtxcorrError saying how to install them."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise EvtxcorrError("--format parquet needs pyarrow: pip install 'evtxcorr[parquet]'") from None
+    return pa, pq
+
+
+def _write_parquet(rows: Iterable[dict], path: Path, zone: ZoneInfo) -> None:
+    pa, pq = _pyarrow()
     schema = pa.schema(
         [("time", pa.timestamp("us", tz=str(zone.key))), ("host", pa.string()), ("channel", pa.string()),
          ("provider", pa.string()), ("event_id", pa.int64()), ("level", pa.int64()), ("record_id", pa.int64()),
@@ -303,10 +310,17 @@ FORMATS: dict[str, TextWriter | None] = {
 
 
 def _write(rows: Iterable[dict], output: Path, fmt: str, zone: ZoneInfo) -> None:
-    """Write to a temp file beside `output`, then move it into place (no half-written timeline)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=False) as handle:
-        partial = Path(handle.name)
+    """Write to a temp file beside `output`, then move it into place (no half-written timeline). The
+    file gets the mode a report would (output_mode); a write that fails names `output`."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        mode = output_mode(output)
+        with tempfile.NamedTemporaryFile(
+            dir=output.parent, prefix=f".{output.name}.", delete=False
+        ) as handle:
+            partial = Path(handle.name)
+    except OSError as exc:
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
         if fmt == "parquet":
             _write_parquet(rows, partial, zone)
@@ -316,7 +330,11 @@ def _write(rows: Iterable[dict], output: Path, fmt: str, zone: ZoneInfo) -> None
             newline = "" if fmt == "csv" else "\n"
             with partial.open("w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline=newline) as out:
                 writer(rows, out)
+        partial.chmod(mode)
         partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}; no timeline written") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -332,11 +350,14 @@ def _every_record(paths: Sequence[Path], options: Any, zone: ZoneInfo, output: P
                   progress: ProgressHook | None, on_sources: Callable[[list[Source]], None] | None) -> TimelineResult:  # fmt: skip
     from evtxcorr.analyze import check_zones, read_all
     from evtxcorr.discover import discover
+    from evtxcorr.summary import nothing_usable
 
     result = TimelineResult()
     with tempfile.TemporaryDirectory(prefix="evtxcorr-timeline-", dir=options.work_dir) as work:
         work_dir = Path(work)
         sources = discover(list(paths), result.ledger, work_dir=work_dir / "extract")
+        if not sources:
+            raise InputError(nothing_usable(result.ledger, paths) or "no event log in the inputs")
         if on_sources:
             on_sources(sources)
         check_zones(sources, options.source_tz)
@@ -357,8 +378,12 @@ def _every_record(paths: Sequence[Path], options: Any, zone: ZoneInfo, output: P
 def _matched(paths: Sequence[Path], options: Any, zone: ZoneInfo, output: Path, fmt: str,
              progress: ProgressHook | None, on_sources: Callable[[list[Source]], None] | None) -> TimelineResult:  # fmt: skip
     from evtxcorr.analyze import analyze
+    from evtxcorr.summary import nothing_usable
 
     report = analyze(list(paths), options, on_sources=on_sources, progress=progress)
+    unusable = nothing_usable(report.ledger, paths)  # type: ignore[arg-type]
+    if unusable:
+        raise InputError(unusable)
     frame = report.frame
     incidents: dict[int, list[str]] = {}
     for incident in report.incidents:
@@ -399,5 +424,8 @@ def write_timeline(
     except Exception as exc:  # noqa: BLE001 - ZoneInfo raises several kinds
         raise InputError(f"{tz!r} is not an IANA time zone") from exc
     options = options or Options()
+    check_output_file(Path(output), paths)  # never an input: checked before anything is read
+    if fmt == "parquet":
+        _pyarrow()  # missing: said now, not after reading every log
     mode = _matched if matched else _every_record
     return mode(paths, options, zone, Path(output), fmt, progress, on_sources)

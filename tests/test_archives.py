@@ -37,7 +37,7 @@ def _gzip_named(path: Path, name: str, data: bytes) -> Path:
     [
         (b"7z\xbc\xaf\x27\x1c\x00\x04", "7z"),
         (b"MSCF\x00\x00\x00\x00", "cab"),
-        (gzip.compress(b"x"), "gzip"),
+        (gzip.compress(b"x", mtime=0), "gzip"),  # mtime 0: one test id on every xdist worker
         (bz2.compress(b"x"), "bzip2"),
         (b"\xfd7zXZ\x00\x00", "xz"),
         (b"\x00" * 257 + b"ustar\x0000", "tar"),

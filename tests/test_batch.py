@@ -7,18 +7,23 @@ some of them zipped, and each case must get exactly its own causes.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from archive_builders import cab_bytes, seven_zip, tar_gz
 from click.testing import CliRunner
 
 from evtxcorr.batch import BatchOptions, run_batch
@@ -30,6 +35,7 @@ from evtxcorr.batch.summary import csv_cell
 from evtxcorr.cli import cli
 from evtxcorr.errors import InputError, RuleError
 from evtxcorr.forge import forge_bundle, list_scenarios, truth
+from evtxcorr.progress import CaseBar
 
 SCALE = 0.2  # background noise: enough to bury the incidents, small enough to keep the tests fast
 ZIPPED = {"shared-nic-sole-dc-path", "dc-unreachable-cluster-wide", "noise-only", "secure-channel-broken"}
@@ -230,12 +236,43 @@ def test_rerun_redoes_only_what_changed_and_force_redoes_all(small_bundles: Path
     assert [r["findings"] for r in summary(outdir)["cases"]] == [r["findings"] for r in first.rows]
 
 
+def test_source_tz_reaches_every_case(small_bundles: Path, tmp_path: Path) -> None:
+    """A case sent as Event Viewer CSV (local times, no zone) needs --source-tz, as analyze does: without
+    it that case fails saying so and the others go on; with it, it gets its cause (unconfirmed: no
+    payload). The zone shapes the reports, so changing it redoes the cases."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy2(small_bundles / "kerberos-delegation-missing.zip", archive)
+    forge_bundle("secure-channel-broken", archive, scale=SCALE, format="csv-eventviewer-ja", tz="Asia/Tokyo")
+    outdir = tmp_path / "out"
+
+    without = invoke("batch", archive, "-o", outdir, "-f", "json")
+    assert without.exit_code == 1
+    rows = by_case(outdir)
+    assert rows["kerberos-delegation-missing"]["status"] == "ok"
+    assert rows["secure-channel-broken"]["status"] == "failed"
+    assert "give --source-tz ZONE" in rows["secure-channel-broken"]["reason"]
+
+    given = invoke("batch", archive, "-o", outdir, "-f", "json", "--source-tz", "Asia/Tokyo")
+    assert given.exit_code == 0, given.output
+    csv_case = by_case(outdir)["secure-channel-broken"]
+    assert [(f["cause"], short(f["host"]), f["certainty"]) for f in csv_case["findings"]] == [
+        ("secure-channel-broken", "hv02", "unconfirmed")
+    ]
+    again = run_batch([archive], outdir, BatchOptions(formats=("json",), source_tz="Asia/Tokyo"))
+    assert (again.ran, again.reused) == (0, 2)
+    other = run_batch([archive], outdir, BatchOptions(formats=("json",), source_tz="UTC"))
+    assert other.ran == 2
+
+
 # --- failures, time limits, hostile names ----------------------------------------------------------------
 
 
-def _slow_case(small_bundles: Path, target: Path, copies: int = 150) -> Path:
-    """A case folder that takes many seconds: the same logs many times over (hard links, so it
-    costs no disk), each copy read again and its records dropped as duplicates."""
+def _slow_case(small_bundles: Path, target: Path, copies: int = 1000) -> Path:
+    """A case folder that takes far longer than any time limit here: the same logs many times over
+    (hard links, so it costs no disk), each copy read again and its records dropped as duplicates.
+    1000 copies are about 40 s of work on the 2 shared cores here (150 took 5.7 s, which a 5 s limit
+    did not always stop); the tests stop it long before, so its size costs only the links."""
     logs = sorted((small_bundles / "secure-channel-broken").rglob("*.evtx"))
     for number in range(copies):
         for log in logs:
@@ -456,6 +493,55 @@ def test_output_inside_a_case_is_refused(tmp_path: Path) -> None:
         plan_cases([tmp_path / "missing"])
 
 
+def _bundle_files(small_bundles: Path, scenario: str) -> dict[str, bytes]:
+    """A small bundle's files by their path in it (from its folder, or from its zip)."""
+    folder = small_bundles / scenario
+    if folder.is_dir():
+        return {
+            p.relative_to(small_bundles).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.evtx"))
+        }
+    with zipfile.ZipFile(small_bundles / f"{scenario}.zip") as packed:
+        return {name: packed.read(name) for name in packed.namelist() if name.endswith(".evtx")}
+
+
+def test_every_archive_kind_is_a_case_of_its_own(small_bundles: Path, tmp_path: Path) -> None:
+    """7z, CAB, tar and compressed tars are bundles like zips: each is a case, named without its
+    suffix, never lumped with the folder's loose logs (two customers' bundles analysed as one).
+    A single compressed log (System.evtx.gz) stays a loose log of the folder's own case."""
+    secure = _bundle_files(small_bundles, "secure-channel-broken")
+    kerberos = _bundle_files(small_bundles, "kerberos-delegation-missing")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    seven_zip(archive / "cust-a.7z", secure)
+    tar_gz(archive / "cust-b.tar.gz", kerberos)
+    (archive / "cust-c.CAB").write_bytes(cab_bytes({n.replace("/", "\\"): b for n, b in secure.items()}))
+    with tarfile.open(archive / "cust-d.tar.xz", "w:xz") as packed:
+        for name, content in kerberos.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            packed.addfile(info, io.BytesIO(content))
+    (archive / "cust-e.rar").write_bytes(b"Rar!\x1a\x07\x00" + b"\x00" * 64)
+    (archive / "cust-f.tgz").write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 64)  # damaged
+    one_log = next(name for name in secure if name.endswith("HV02/System.evtx"))
+    (archive / "HV02-System.evtx.gz").write_bytes(gzip.compress(secure[one_log]))
+
+    planned = {case.name: case for case in plan_cases([archive])}
+    assert set(planned) == {"cust-a", "cust-b", "cust-c", "cust-d", "cust-e", "cust-f", "archive"}
+    assert (
+        planned["archive"].paths == (archive / "HV02-System.evtx.gz",) and planned["archive"].archive is None
+    )
+    assert all(planned[f"cust-{x}"].archive is not None for x in "abcdef")
+
+    result = run_batch([archive], tmp_path / "out", BatchOptions(workers=2, formats=("json",)))
+    rows = {row["case"]: row for row in result.rows}
+    causes = {name: {f["cause"] for f in row["findings"]} for name, row in rows.items()}
+    assert causes["cust-a"] == causes["cust-c"] == {"secure-channel-broken"}
+    assert causes["cust-b"] == causes["cust-d"] == {"kerberos-delegation-missing"}
+    assert rows["archive"]["status"] == "ok" and rows["archive"]["records"] > 0
+    assert rows["cust-e"]["status"] == "failed" and "RAR archive, not supported" in rows["cust-e"]["reason"]
+    assert rows["cust-f"]["status"] == "failed" and "archive cannot be read" in rows["cust-f"]["reason"]
+
+
 def test_loose_file_and_archive_arguments(small_bundles: Path, tmp_path: Path) -> None:
     logs = sorted((small_bundles / "secure-channel-broken" / "HV01").glob("*.evtx"))
     zipped = small_bundles / "kerberos-delegation-missing.zip"
@@ -488,6 +574,34 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--workers" in result.output
     help_text = CliRunner().invoke(cli, ["batch", "--help"]).output
     assert "evtxcorr batch " in help_text and "--scheduler" in help_text
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal would be (tqdm draws only there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_case_bar_counts_cases_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    bar = CaseBar()
+    bar.start(5, {"ok": 1, "failed": 0, "skipped": 1})  # two cases done by an earlier run
+    for status in ("ok", "failed", "skipped"):
+        bar.update(status)
+    bar.close()
+    shown = screen.getvalue()
+    assert "5/5" in shown
+    assert re.search(r"done 2, failed 1, skipped 2, \d+\.\d/min", shown), shown  # three ran now
+
+    piped = io.StringIO()  # a pipe or a log file: no bar at all
+    monkeypatch.setattr(sys, "stderr", piped)
+    quiet = CaseBar()
+    quiet.start(1, {})
+    quiet.update("ok")
+    quiet.close()
+    assert piped.getvalue() == ""
 
 
 # --- the case process --------------------------------------------------------------------------------------

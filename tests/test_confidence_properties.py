@@ -1,6 +1,6 @@
 """Property tests (issue 11): evidence a bundle does not hold never makes a cause look surer. For random
-incidents, adding unrelated events far from every anchor, splitting the inputs, or removing a node's
-logs never raises the low end of any finding's confidence range."""
+incidents, adding unrelated events far from every anchor, splitting the inputs, removing a node's logs
+or losing records from one never raises the low end of any finding's confidence range."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from evtxcorr.analyze import Options, analyze
 from evtxcorr.correlate import correlate
-from evtxcorr.diagnose import diagnose
+from evtxcorr.diagnose import Coverage, diagnose
 from evtxcorr.forge import forge_bundle
 from evtxcorr.ruleset import load_ruleset, match
 
@@ -55,12 +55,16 @@ def rows_of(events: list[tuple[str, str, float]]) -> list[dict]:
     return [EVENTS[kind](host, t) for kind, host, t in events]
 
 
-def lows(rows: list[dict]) -> dict[tuple, float]:
-    """(cause, host, onset) -> low end of the range, for every finding, reported or rejected."""
+def lows(rows: list[dict], holes: dict | None = None) -> dict[tuple, float]:
+    """(cause, host, onset) -> low end of the range, for every finding, reported or rejected. `holes`:
+    (host_key, channel) -> spans where that log lost records."""
     table = se.frame(rows)
     signals = match(table, RULES)
     incidents = correlate(table, signals, RULES)
-    findings, rejected = diagnose(table, incidents, signals, RULES, nodes=[h.lower() for h in HOSTS])
+    coverage = Coverage.from_frame(table, RULES.settings.coverage_slack_s, holes)
+    findings, rejected = diagnose(
+        table, incidents, signals, RULES, nodes=[h.lower() for h in HOSTS], coverage=coverage
+    )
     return {(f.cause, f.host, f.onset): f.confidence_range[0] for f in findings + rejected}
 
 
@@ -87,6 +91,30 @@ def test_removing_a_nodes_logs_never_raises_the_low_end(events, host, system_onl
     key = host.lower()
     kept = [r for r in rows if not (r["host_key"] == key and (r["channel"] == "System" or not system_only))]
     never_raised(lows(rows), lows(kept))
+
+
+@PROPERTY
+@given(
+    incident,
+    st.lists(
+        st.tuples(
+            st.sampled_from(HOSTS),
+            st.sampled_from(("System", se.HA_CHANNEL)),
+            st.floats(-3 * NEAR, 3 * NEAR),
+            st.floats(1, 2 * NEAR),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_records_lost_from_a_log_never_raise_the_low_end(events, lost) -> None:
+    """A damaged log (records lost between two times: a zeroed chunk, a bad record) vouches for less."""
+    rows = se.cluster(HOSTS, start=SPAN[0], end=SPAN[1]) + rows_of(events)
+    holes: dict[tuple[str, str], tuple] = {}
+    for host, channel, start, length in lost:
+        key = (host.lower(), channel)
+        holes[key] = (*holes.get(key, ()), (se.at(start), se.at(start + length)))
+    never_raised(lows(rows), lows(rows, holes))
 
 
 @PROPERTY

@@ -79,6 +79,53 @@ def test_caller_coverage_overrides_the_frame() -> None:
     assert evidence(findings[0], "other-nodes-keep-dc").status == "unknown"
 
 
+# --- issue 11 case 6: a log with lost records, or without a channel, vouches only for what it holds ------
+
+
+def _with_coverage(rows: list[dict], **coverage: object) -> object:
+    table = se.frame(rows)
+    signals = match(table, RULES)
+    spans = Coverage.from_frame(table, RULES.settings.coverage_slack_s, **coverage)
+    findings, rejected = diagnose(table, correlate(table, signals, RULES), signals, RULES, coverage=spans)
+    return next(f for f in findings + rejected if f.cause == SHARED)
+
+
+def test_a_log_with_records_lost_around_the_failure_cannot_vouch() -> None:
+    """HV02's System log spans the failure, but records were lost between 30 s before and 2 min after
+    HV01's errors: its 5719 may be among them. It used to vouch 'absent' (and confirm the cause)."""
+    rows = se.cluster() + se.shared_nic()
+    clean = _with_coverage(rows)
+    assert evidence(clean, "other-node-lost-dc").status == "absent" and clean.certainty == "confirmed"
+    holed = _with_coverage(rows, holes={("hv02", "System"): ((se.at(-30), se.at(120)),)})
+    item = evidence(holed, "other-node-lost-dc")
+    assert item.status == "unknown" and item.unknown_logs == (("hv02", "System"),)
+    assert holed.confidence_range[0] < RULES.settings.threshold <= clean.confidence_range[0]
+    assert holed.certainty == "unconfirmed"
+    # a hole elsewhere in the log, or open only before the window, changes nothing
+    far = _with_coverage(
+        rows, holes={("hv02", "System"): ((se.at(-9000), se.at(-8000)), (None, se.at(-7000)))}
+    )
+    assert evidence(far, "other-node-lost-dc").status == "absent"
+    assert far.confidence_range == clean.confidence_range
+
+
+def test_a_log_without_a_channel_vouches_only_for_the_channel_its_providers_write_to() -> None:
+    """HV02's logs came as a channel-less export (an Event Viewer CSV whose name gives no channel). It
+    used to vouch for every channel; now only for the logsource whose providers it holds."""
+
+    def bare(rows: list[dict], host: str) -> list[dict]:
+        return [{**r, "channel": ""} if r["host_key"] == host else r for r in rows]
+
+    base = se.cluster() + se.shared_nic()
+    system_like = _with_coverage(bare(base, "hv02"))  # holds Service Control Manager, NETLOGON... rows
+    assert evidence(system_like, "other-node-lost-dc").status == "absent"
+    ha_only = [r for r in base if not (r["host_key"] == "hv02" and r["channel"] == "System")]
+    table = se.frame(bare(ha_only, "hv02"))  # HV02: only its Hyper-V High Availability log, unnamed
+    assert Coverage.from_frame(table).unnamed["hv02"] == {"microsoft-windows-hyper-v-high-availability"}
+    unnamed = _with_coverage(bare(ha_only, "hv02"))
+    assert evidence(unnamed, "other-node-lost-dc").status == "unknown"
+
+
 def test_dc_unreachable_everywhere_is_not_shared_nic() -> None:
     rows = se.cluster() + [se.netlogon_5719(h, 40 + 9 * n) for n, h in enumerate(("HV01", "HV02", "HV03"))]
     rows += [se.fc_1228("HV01", 80, "1311"), se.gp_1129("HV02", 200)]

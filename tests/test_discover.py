@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
+import threading
 import zipfile
 from pathlib import Path
 
@@ -202,3 +204,27 @@ def test_same_file_twice_read_once_and_order_is_stable(tmp_path: Path, evtx_byte
     assert len(first) == 1 and any("given more than once" in w for w in ledger.warnings)
     again, _, _ = _run([tmp_path / "in", path], tmp_path)
     assert [s.display for s in first] == [s.display for s in again]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_a_named_pipe_in_a_bundle_is_skipped_not_waited_on(tmp_path: Path, evtx_bytes: bytes) -> None:
+    """Opening a FIFO blocks until something writes to it: a bundle holding one (an odd copy tool, a
+    hostile archive folder) once hung analyze, timeline and a batch case for ever."""
+    bundle = tmp_path / "bundle"
+    (bundle / "HV01").mkdir(parents=True)
+    (bundle / "HV01" / "System.evtx").write_bytes(evtx_bytes)
+    pipe = bundle / "HV01" / "Security.evtx"
+    os.mkfifo(pipe)
+    found: list = []
+    worker = threading.Thread(target=lambda: found.append(_run([bundle, pipe], tmp_path)), daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # let the blocked open() return, then fail
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("discover waited on a named pipe")
+    sources, ledger, entries = found[0]
+    assert [s.display for s in sources] == [f"{bundle}/HV01/System.evtx"]
+    skipped = entries[f"{bundle}/HV01/Security.evtx"]
+    assert skipped.status == "skipped" and "not a regular file" in skipped.reason
+    assert any("given more than once" in w for w in ledger.warnings)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import RECORD_FIELDS, Source
-from evtxcorr.parse import BACKENDS, parse
+from evtxcorr.parse import BACKENDS, HOLE_MARGIN, parse
 from evtxcorr.parse.chunks import (
     CHUNK_SIZE,
     FILE_HEADER_SIZE,
@@ -159,6 +159,8 @@ def test_bad_chunk_magic_mid_file_is_read_with_the_signature_restored(system_cop
 
 def test_chunk_with_a_wiped_header_mid_file(system_copy) -> None:
     path, data, per_chunk = system_copy
+    path.write_bytes(data)
+    lost = [r["time"] for r in _parse(path)[0] if r["chunk"] == 3]
     start = FILE_HEADER_SIZE + 3 * CHUNK_SIZE
     data[start : start + 128] = b"\0" * 128
     path.write_bytes(data)
@@ -167,6 +169,11 @@ def test_chunk_with_a_wiped_header_mid_file(system_copy) -> None:
     assert len(records) == sum(per_chunk) - per_chunk[3]
     assert entry.status == "partial" and "1 chunk(s) unreadable" in entry.reason
     assert any("chunk 3" in w and "no chunk signature" in w for w in entry.warnings)
+    assert entry.records_failed == per_chunk[3]  # the record headers found in it, all lost
+    # its records' time is a hole, bounded by the chunks read on each side of it
+    ends = {chunk: [r["time"] for r in records if r["chunk"] == chunk] for chunk in (2, 4)}
+    [(lo, hi)] = entry.holes
+    assert min(ends[2]) - HOLE_MARGIN <= lo <= min(lost) and max(lost) <= hi <= max(ends[4]) + HOLE_MARGIN
     assert 3 not in {r["chunk"] for r in records} and 4 in {r["chunk"] for r in records}
 
 
@@ -177,6 +184,47 @@ def test_truncated_tail(system_copy) -> None:
     assert entry.chunks == 15 and entry.chunks_failed == 1
     assert len(records) == sum(per_chunk[:14])
     assert entry.status == "partial"
+    # the cut chunk's header announces its records: every one is counted, after the last record read
+    assert entry.records_failed == per_chunk[14]
+    last = max(records, key=lambda r: r["record_id"])  # the newest record read, by write order
+    assert len(entry.holes) == 1 and entry.holes[0][1] is None
+    assert (
+        last["time"] - HOLE_MARGIN - timedelta(seconds=1) <= entry.holes[0][0] <= last["time"] - HOLE_MARGIN
+    )
+
+
+# --- issue 11 case 6: every lost record counted, and the time it leaves without evidence ------------
+
+
+def _in_a_hole(time: datetime, holes: list[tuple]) -> bool:
+    return any((lo is None or lo <= time) and (hi is None or time <= hi) for lo, hi in holes)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("where", [600, 9000, 17000, 25000, 33333, 41000, 50000, 58000])
+def test_issue_11_zeroed_space_inside_a_chunk_loses_no_record_silently(system_copy, backend, where) -> None:
+    """4 KiB zeroed inside chunk 1 used to lose about 10 records with the file 'ok, records_failed 0'
+    (the chunk header announced them, the walk never found their headers), and the log still vouched
+    for the time they covered. Every record lost is now counted, the file is partial, and its time lies
+    in one of the file's holes; records read lie in none unless they sit on a hole's edge."""
+    path, data, _per_chunk = system_copy
+    data = data[: FILE_HEADER_SIZE + 3 * CHUNK_SIZE]
+    path.write_bytes(data)
+    whole, clean = _parse(path, backend=backend)
+    assert clean.status == "ok" and clean.records_failed == 0 and clean.holes == []
+    start = FILE_HEADER_SIZE + CHUNK_SIZE + where
+    data[start : start + 4096] = bytes(4096)
+    path.write_bytes(data)
+    records, entry = _parse(path, backend=backend)
+    read = {r["record_id"] for r in records}
+    lost = [r for r in whole if r["record_id"] not in read]
+    garbled = len(read - {r["record_id"] for r in whole})  # read from the damaged record, id and all
+    assert lost and entry.status == "partial"
+    assert entry.records_failed == len(lost) - garbled
+    assert entry.records + entry.records_failed == len(whole)
+    assert all(_in_a_hole(r["time"], entry.holes) for r in lost)
+    assert all(lo is not None and hi is not None for lo, hi in entry.holes)  # neighbours on both sides
+    assert any("records lost between" in w for w in entry.warnings)
 
 
 def test_zero_size_record_costs_at_most_itself(system_copy) -> None:

@@ -149,10 +149,10 @@ def test_a_panic_anywhere_in_a_chunk_costs_that_chunk_only(
     per_chunk = [len(c.slots) for c in iter_chunks(path)]
     read_chunk = parse_module._read_chunk
 
-    def panicking(chunk, entry, backend, tally):  # type: ignore[no-untyped-def]
+    def panicking(chunk, *args, **kwargs):  # type: ignore[no-untyped-def]
         if chunk.index == 1:
             raise PanicException("called `Option::unwrap()` on a `None` value")
-        return read_chunk(chunk, entry, backend, tally)
+        return read_chunk(chunk, *args, **kwargs)
 
     monkeypatch.setattr(parse_module, "_read_chunk", panicking)
     records, entry = _parse(path)
@@ -160,7 +160,7 @@ def test_a_panic_anywhere_in_a_chunk_costs_that_chunk_only(
     assert entry.chunks_failed == 1 and entry.records_failed == per_chunk[1]
     assert any("chunk 1" in w and "Option::unwrap()" in w for w in entry.warnings)
 
-    def interrupted(chunk, entry, backend, tally):  # type: ignore[no-untyped-def]
+    def interrupted(chunk, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(parse_module, "_read_chunk", interrupted)

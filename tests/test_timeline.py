@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,8 +24,12 @@ SCENARIO = "shared-nic-sole-dc-path"
 # Timesketch's importer: "mandatory fields: message, datetime (ISO8601), timestamp_desc"; the file
 # name must end in .jsonl. Source: Timesketch documentation, "Create timeline from JSONL or CSV file",
 # https://timesketch.org/guides/user/import-from-json-csv/ (google/timesketch:
-# docs/guides/user/import-from-json-csv.md).
+# docs/guides/user/import-from-json-csv.md), and the importer itself, google/timesketch
+# timesketch/lib/utils.py: read_and_validate_jsonl() requires mandatory_fields = ["message", "datetime",
+# "timestamp_desc"] on every line, derives `timestamp` as int(parse(datetime).timestamp() * 1000000) when
+# it is missing, and drops the fields in FIELDS_TO_REMOVE.
 TIMESKETCH_REQUIRED = ("message", "datetime", "timestamp_desc")
+TIMESKETCH_SCRUBBED = ("_id", "_type", "_index", "_source", "__ts_timeline_id")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +72,8 @@ def test_export_beside_its_evtx_is_written_once(tmp_path: Path) -> None:
     forge_bundle(SCENARIO, tmp_path / "evtx")
     forge_bundle(SCENARIO, tmp_path / "csv", format="csv-eventviewer-ja", tz="Asia/Tokyo")
     out = tmp_path / "t.jsonl"
-    result = write_timeline([tmp_path], out, fmt="jsonl", options=Options(source_tz="Asia/Tokyo"))
+    inputs = [tmp_path / "evtx", tmp_path / "csv"]
+    result = write_timeline(inputs, out, fmt="jsonl", options=Options(source_tz="Asia/Tokyo"))
     assert result.rows == 3922 and result.duplicates == 3922
 
 
@@ -80,6 +88,7 @@ def test_timesketch_lines_have_the_importer_fields(bundle: Path, tmp_path: Path)
         assert moment.utcoffset() is not None and moment.utcoffset().total_seconds() == 9 * 3600
         assert line["timestamp"] == int(moment.timestamp() * 1_000_000)
         assert line["detections"] and line["file"] and line["record_id"] > 0
+        assert not set(line) & set(TIMESKETCH_SCRUBBED)  # no field of ours would be dropped on import
     assert any("I1" in line["incidents"] for line in lines)
 
 
@@ -141,3 +150,57 @@ def test_cli_timeline(bundle: Path, tmp_path: Path) -> None:
     )
     bad = CliRunner().invoke(cli, ["timeline", str(bundle), "-o", str(out), "--tz", "Mars/Base"])
     assert bad.exit_code == 2 and "not an IANA time zone" in bad.output
+
+
+def test_the_timeline_never_overwrites_or_joins_an_input(bundle: Path, tmp_path: Path) -> None:
+    """As for analyze's reports: -o an input (or a hard link to it) or a file inside an input folder is
+    refused before anything is read, and the evidence is left as it was."""
+    log = tmp_path / "System.evtx"
+    log.write_bytes((bundle / "HV01" / "System.evtx").read_bytes())
+    before = log.read_bytes()
+    (tmp_path / "link.evtx").hardlink_to(log)
+    for inputs, out in (([log], log), ([log], tmp_path / "link.evtx"), ([tmp_path], tmp_path / "t.csv")):
+        done = CliRunner().invoke(cli, ["timeline", *map(str, inputs), "-o", str(out), "-q"])
+        assert done.exit_code == 1, done.output
+        assert done.output.startswith("Error: -o ") and "outside the inputs" in done.output
+    assert log.read_bytes() == before and not (tmp_path / "t.csv").exists()
+
+
+def test_timeline_output_errors_are_one_line_naming_the_output(bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    done = CliRunner().invoke(cli, ["timeline", str(bundle), "-o", str(folder), "-q"])
+    assert (done.exit_code, done.output) == (1, f"Error: -o {folder} is a folder; give the file to write\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = CliRunner().invoke(cli, ["timeline", str(empty), "-o", str(tmp_path / "t.csv"), "-q"])
+    assert done.exit_code == 1 and done.output.startswith("Error: no usable Windows event log")
+    assert not (tmp_path / "t.csv").exists()  # no empty timeline that looks like a result
+
+
+def test_a_timeline_file_gets_the_mode_a_report_gets(bundle: Path, tmp_path: Path) -> None:
+    """0666 less the umask, as any new file (not the 0600 of a temporary file); a replaced file keeps
+    its mode."""
+    out = tmp_path / "t.jsonl"
+    old = os.umask(0o027)
+    try:
+        write_timeline([bundle / "HV01" / "System.evtx"], out, fmt="jsonl")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    out.chmod(0o604)
+    write_timeline([bundle / "HV01" / "System.evtx"], out, fmt="jsonl")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o604
+
+
+def test_parquet_without_pyarrow_is_said_before_any_log_is_read(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed: importing it fails
+    monkeypatch.setattr(timeline, "_every_record", lambda *args: pytest.fail("read the logs first"))
+    done = CliRunner().invoke(
+        cli, ["timeline", str(bundle), "-o", str(tmp_path / "t.parquet"), "-f", "parquet"]
+    )
+    assert (done.exit_code, done.output) == (
+        1, "Error: --format parquet needs pyarrow: pip install 'evtxcorr[parquet]'\n"
+    )  # fmt: skip

@@ -49,6 +49,7 @@ class BatchOptions:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     lang: str = "en"
     tz: str = "UTC"
+    source_tz: str | None = None  # zone of exports whose times are local with no zone (CSV), as analyze
     backend: str = "evtx"
     rule_dirs: tuple[Path, ...] = ()
     workers: int | None = None  # None: default_workers()
@@ -120,7 +121,11 @@ def run_batch(
         raise InputError(f"no case found in {', '.join(map(str, paths))} (an empty folder?)")
     outdir.mkdir(parents=True, exist_ok=True)
     settings = state.settings_key(
-        lang=options.lang, tz=options.tz, backend=options.backend, rule_dirs=options.rule_dirs
+        lang=options.lang,
+        tz=options.tz,
+        source_tz=options.source_tz,
+        backend=options.backend,
+        rule_dirs=options.rule_dirs,
     )
     run = _Run(outdir, options, settings, cases={case.name: case for case in cases})
     with _locked(outdir):
@@ -152,6 +157,8 @@ def _check(options: BatchOptions) -> None:
     """Settings every case would fail on, refused before any case runs."""
     check_lang(options.lang)
     zone(options.tz)
+    if options.source_tz is not None:
+        zone(options.source_tz)
     unknown = [fmt for fmt in options.formats if fmt not in SUFFIXES]
     if unknown or not options.formats:
         known = ", ".join(SUFFIXES)
@@ -197,6 +204,7 @@ def _job(case: Case, options: BatchOptions) -> dict[str, Any]:
         "formats": list(options.formats),
         "lang": options.lang,
         "tz": options.tz,
+        "source_tz": options.source_tz,
         "backend": options.backend,
         "rules": [str(Path(d).resolve()) for d in options.rule_dirs],
     }

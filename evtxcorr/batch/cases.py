@@ -2,7 +2,9 @@
 
 Each immediate child of a folder argument (a folder or an archive) is one case; the loose files at the
 top of a folder argument form one case named after that folder; an archive argument is one case, and
-loose file arguments are grouped by the folder they are in. A case's name is also its output folder,
+loose file arguments are grouped by the folder they are in. An archive is recognised by content, as
+discover does: zip, 7z, CAB, tar (plain or compressed) and RAR (which fails, unsupported, as its own
+case); a single compressed file that is no tar (System.evtx.gz) is a loose log, not a bundle. A case's name is also its output folder,
 so names are unique within a batch (compared case-insensitively, as Windows and macOS file systems
 compare them) and never one of the batch's own file names.
 """
@@ -12,13 +14,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from evtxcorr.discover.sniff import sniff
+from evtxcorr.discover.streams import COMPRESSED, DAMAGED, TAR_MAGIC_OFFSET, is_tar
 from evtxcorr.errors import InputError
 
-ARCHIVE_SUFFIXES = (".zip",)
+# sniff.py kinds that are a bundle of files; gzip, bzip2 and xz are one when they hold a tar.
+BUNDLE_KINDS = ("zip", "7z", "cab", "tar", "rar")
+# Removed from an archive's file name to name its case (longest first, compared case-insensitively).
+ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".tbz", ".txz", ".tar", ".zip",
+                    ".7z", ".cab", ".rar", ".gz", ".bz2", ".xz")  # fmt: skip
 # Files the batch writes at the top of OUTDIR: no case may be called like one of them.
 RESERVED_NAMES = ("summary.json", "summary.csv", "summary.html", ".evtxcorr-batch.lock")
 
@@ -95,19 +103,29 @@ def _folder_cases(folder: Path, excluded: set[Path]) -> list[_Candidate]:
 
 
 def _archive_case(path: Path) -> _Candidate:
-    stem = path.name
-    for suffix in ARCHIVE_SUFFIXES:
-        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
-            stem = stem[: -len(suffix)]
-    return _Candidate(stem, path.name, path, (path,), archive=path)
+    name = path.name
+    suffix = next((s for s in ARCHIVE_SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), "")
+    return _Candidate(name[: len(name) - len(suffix)], name, path, (path,), archive=path)
 
 
 def _is_archive(path: Path) -> bool:
-    """An archive by content (as discover decides), whatever its name."""
+    """A bundle archive by content (as discover decides), whatever its name."""
     try:
-        return sniff(path) == "zip"
+        kind = sniff(path)
     except OSError:
         return False  # unreadable: analyze accounts for it with the reason
+    if kind in COMPRESSED:
+        return _holds_tar(path, kind)
+    return kind in BUNDLE_KINDS
+
+
+def _holds_tar(path: Path, kind: str) -> bool:
+    """Does a gzip/bzip2/xz file hold a tar (a bundle)? A damaged one counts as a bundle, so that it
+    fails as a case of its own, saying why, rather than beside unrelated loose logs."""
+    opener = COMPRESSED[kind][1]
+    with suppress(*DAMAGED), opener(path) as stream:
+        return is_tar(stream.read(TAR_MAGIC_OFFSET + 8))
+    return True
 
 
 def _folder_name(folder: Path) -> str:

@@ -45,6 +45,8 @@ def execute(job: Mapping[str, Any], work_dir: Path) -> dict[str, Any]:
         backend=str(job.get("backend", "evtx")),
         rule_dirs=tuple(Path(p) for p in job.get("rules", ())),
         work_dir=work_dir,
+        jobs=1,  # the batch runs cases in parallel already
+        source_tz=job.get("source_tz"),
     )
     report = analyze([Path(p) for p in job["paths"]], options, on_sources=lambda s: counted.append(len(s)))
     if not sum(counted):

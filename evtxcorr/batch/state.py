@@ -2,8 +2,9 @@
 does what is left: OUTDIR/<case>/evtxcorr-case.json, written atomically once the case's reports are.
 
 A case is reused when its inputs (paths, sizes, modification times), the settings that shape a report
-(evtxcorr version, language, zone, parser, rule folders and their files) are unchanged, it ran to the
-end (ok or skipped), and every report asked for is still there as written. Anything else is redone.
+(evtxcorr version, language, zone, --source-tz, parser, rule folders and their files) are unchanged,
+it ran to the end (ok or skipped), and every report asked for is still there as written. Anything else
+is redone.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ ROW_KEYS = ("case", "path", "status", "reason", "findings", "records", "seconds"
 REUSABLE = ("ok", "skipped")
 
 
-def settings_key(*, lang: str, tz: str, backend: str, rule_dirs: Sequence[Path]) -> dict[str, Any]:
+def settings_key(
+    *, lang: str, tz: str, backend: str, rule_dirs: Sequence[Path], source_tz: str | None = None
+) -> dict[str, Any]:
     """Everything besides the inputs that changes what a case's reports say."""
     rules = [d.resolve() for d in rule_dirs]
     return {
         "version": __version__,
         "lang": lang,
         "tz": tz,
+        "source_tz": source_tz,
         "parser": backend,
         "rules": [str(d) for d in rules],
         "rules_files": fingerprint(rules)["sha256"],

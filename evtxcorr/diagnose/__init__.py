@@ -20,7 +20,7 @@ See rules/README.md for scopes, relations and the node list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,8 @@ class _Context:
     coverage: Coverage
     channels: Mapping[str, tuple[str, ...]]
     skew_ns: int
+    providers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # detection -> its logsource's
+    # providers (lower-case): what a log without a channel must hold to vouch for it
     maybe: frozenset[tuple[int, str]] = frozenset()  # (row, detection) that may match: payload unknown
 
     def sure(self, rows: np.ndarray, detection: str) -> np.ndarray:
@@ -118,11 +120,18 @@ def _scope_hosts(spec: EvidenceSpec, host: str, ctx: _Context) -> list[str]:
     return sorted(ctx.nodes | {host} | ctx.index.hosts())  # any-host
 
 
-def _covered(coverage: Coverage, host: str, channels: tuple[str, ...], windows: np.ndarray) -> bool:
+def _covered(
+    coverage: Coverage,
+    host: str,
+    channels: tuple[str, ...],
+    windows: np.ndarray,
+    providers: tuple[str, ...] = (),
+) -> bool:
     """Does the host's log vouch for every window? (A log that spans them all at once does.)"""
 
     def covers(lo: int, hi: int) -> bool:
-        return coverage.covers(host, channels, pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC"))
+        lo_t, hi_t = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+        return coverage.covers(host, channels, lo_t, hi_t, providers)
 
     if covers(int(windows[0, 0]), int(windows[-1, 1])):
         return True
@@ -145,7 +154,7 @@ def _evidence(spec: EvidenceSpec, episode: Episode, ctx: _Context) -> Evidence:
             states.append("unknown")
             cited.append(rows)
             unchecked.append(host)
-        elif _covered(ctx.coverage, host, channels, windows):
+        elif _covered(ctx.coverage, host, channels, windows, ctx.providers.get(spec.detection, ())):
             states.append("absent")
         else:
             states.append("unknown")
@@ -261,12 +270,13 @@ def diagnose(
     spans = coverage or Coverage.from_frame(frame, settings.coverage_slack_s)
     skew_ns = int((settings.skew_s if skew_s is None else skew_s) * NS)
     channels = {name: d.channels for name, d in ruleset.detections.items()}
+    providers = {name: d.providers for name, d in ruleset.detections.items()}
     node_list = frozenset(nodes) if nodes is not None else node_set(frame, signals, ruleset)
     maybe = maybe or {}
     every = {row: signals.get(row, ()) + maybe.get(row, ()) for row in sorted({*signals, *maybe})}
     index = SignalIndex.build(frame, every)
     unsure = frozenset((row, name) for row, names in maybe.items() for name in names)
-    ctx = _Context(index, node_list, spans, channels, skew_ns, unsure)
+    ctx = _Context(index, node_list, spans, channels, skew_ns, providers, unsure)
     incident_of = {row: incident.id for incident in incidents for row in incident.anchor_rows}
     results: list[Finding] = []
     for cause in ruleset.causes.values():

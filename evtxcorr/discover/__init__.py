@@ -10,6 +10,7 @@ host/channel hints (layouts.py). Order is deterministic (sorted paths).
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,12 +161,25 @@ def _walk_folder(walk: _Walk, folder: Path, display_root: str) -> None:
         _add_top(walk, path, f"{display_root.rstrip('/')}/{rel}", siblings)
 
 
+def _special(path: Path) -> bool:
+    """A pipe, socket or device: opening one can block for ever (a FIFO waits for a writer)."""
+    try:
+        return not stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False  # a broken link or no permission: sniff() says why
+
+
 def _add_top(walk: _Walk, path: Path, display: str, siblings: dict[str, str]) -> None:
     resolved = path.resolve()
     if resolved in walk.seen:
         walk.ledger.warn(f"{display}: given more than once, read once")
         return
     walk.seen.add(resolved)
+    if _special(path):
+        walk.ledger.add(
+            display, status="skipped", reason="not a regular file (a pipe, socket or device), not read"
+        )
+        return
     _add_file(walk, path, display, siblings, 0)
 
 

@@ -3,31 +3,50 @@
 The file is split into chunks here (chunks.py); a backend reads one chunk at a time. Where the chosen
 backend misses records of a chunk, the other backend reads that chunk and the records it recovers
 are taken (`entry.recovered`); records whose header was found but that neither backend read are
-`entry.records_failed`. Nothing raised while reading a damaged file escapes parse().
+`entry.records_failed`, and so are records a chunk header announces (first to last record id) whose
+header was never found (zeroed or overwritten space). Where records were lost, `entry.holes` holds the
+time spans they fell in (between the records read on each side): a log cannot vouch for the absence of
+an event there (diagnose/coverage.py). Nothing raised while reading a damaged file escapes parse().
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Callable, Iterator
+import struct
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse import prescan, pure, rust
+from evtxcorr.parse import prescan, pure, rust, scan
 from evtxcorr.parse.chunks import (
+    CHUNK_HEADER_FIELDS,
+    CHUNK_HEADER_SIZE,
     FILE_HEADER_SIZE,
     Chunk,
     FileHeader,
     RecordSlot,
     iter_chunks,
     parse_file_header,
+    read_fields,
+    stitched,
+    walk_records,
 )
+from evtxcorr.parse.normalise import filetime_to_datetime
+from evtxcorr.ruleset.wanted import Wanted
 
-__all__ = ["BACKENDS", "ChunkResult", "parse", "read_source"]
+__all__ = ["BACKENDS", "HOLE_MARGIN", "ChunkResult", "parse", "read_source"]
 
 MAX_LOCATED_FAILURES = 5  # failed records named one by one in the warnings; the rest are summed
 MAX_RECORDS_PER_CHUNK = (65536 - 512) // 32  # a chunk header announcing more is itself damaged
+# A hole reaches this far past the records read on each side of it: TimeCreated is the provider's clock,
+# and consecutive records of real logs are out of order by up to ~11 s (the corpus's security.evtx).
+HOLE_MARGIN = timedelta(seconds=60)
 
 
 @dataclass
@@ -41,20 +60,25 @@ class ChunkResult:
 
 def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
     """Rust backend over the whole chunk (as prescan.for_rust patches it); records matched to slots by
-    record id, in order. Records it would render wrongly or without bound are not taken from it."""
+    record id, in order. Only the wanted records are turned into dicts; records it would render wrongly
+    or without bound are not taken from it."""
     wanted_offsets = {slot.offset for slot in wanted}
     by_id: dict[int, list[int]] = {}
     for slot in chunk.slots:
         by_id.setdefault(slot.record_id, []).append(slot.offset)
+    every = len(wanted) == len(chunk.slots)
+    wanted_ids = None if every else {slot.record_id for slot in wanted}
     result = ChunkResult()
     unfit = prescan.unfit(chunk)
-    for item in rust.parse_chunk(prescan.for_rust(chunk.data, unfit)):
+    for item in rust.parse_chunk(prescan.for_rust(stitched(chunk), unfit), wanted_ids):
         if isinstance(item, Exception):
             result.errors.setdefault(None, f"(record not located) {item}")
             continue
         record_id, record = item
         offsets = by_id.get(record_id)
         offset = offsets.pop(0) if offsets else None
+        if record is None:  # not wanted: left undecoded
+            continue
         if isinstance(record, Exception):
             result.errors[offset] = str(record)
         elif offset in unfit:
@@ -102,6 +126,12 @@ class _Tally:
     invalid_text: int = 0
     unplaced: int = 0
     trailing: int = 0
+    marks: list[Mark] = field(default_factory=list)  # records read
+    # at each chunk's ends and next to every loss: enough to find the neighbours of each lost run
+    lost_runs: list[tuple[int, int]] = field(default_factory=list)  # record ids lost, inclusive runs
+    chunk_ends: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)  # chunk -> times read
+    lost_chunks: list[int] = field(default_factory=list)  # chunks lost whose record ids are unknown
+    direct: list[tuple[datetime, datetime]] = field(default_factory=list)  # holes placed by neighbours
 
 
 def _finish(record: dict, entry: InputEntry, chunk: Chunk, offset: int, parser: str) -> dict:
@@ -113,11 +143,19 @@ def _finish(record: dict, entry: InputEntry, chunk: Chunk, offset: int, parser: 
     return record
 
 
-def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> Iterator[dict]:
-    """The records of one readable chunk, primary backend first, the other for what it missed."""
-    primary = BACKENDS[backend](chunk, chunk.slots)
+def _read_chunk(
+    chunk: Chunk,
+    entry: InputEntry,
+    backend: str,
+    tally: _Tally,
+    wanted: list[RecordSlot],
+    headers: np.ndarray | None = None,
+) -> Iterator[dict]:
+    """The `wanted` records of one readable chunk, primary backend first, the other for what it missed.
+    `headers`: the ids of every record header in the chunk, when only some are decoded (selective)."""
+    primary = BACKENDS[backend](chunk, wanted)
     taken: dict[int, tuple[dict, str]] = {off: (rec, backend) for off, rec in primary.records.items()}
-    missing = [slot for slot in chunk.slots if slot.offset not in taken]
+    missing = [slot for slot in wanted if slot.offset not in taken]
     errors = {off: f"{backend}: {text}" for off, text in primary.errors.items()}
     unplaced = [(rec, backend) for rec in primary.unplaced]
     if missing or (not taken and not unplaced):
@@ -132,15 +170,34 @@ def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) ->
                 entry.recovered += 1
         for off, text in fallback.errors.items():
             errors[off] = f"{errors[off]}; {second}: {text}" if off in errors else f"{second}: {text}"
-        missing = [slot for slot in chunk.slots if slot.offset not in taken]
+        missing = [slot for slot in wanted if slot.offset not in taken]
     for off in sorted(taken):
         rec, parser = taken[off]
         yield _finish(rec, entry, chunk, off, parser)
     for rec, parser in unplaced:  # read by a parser but its header was not found by the walk
         tally.unplaced += 1
         yield _finish(rec, entry, chunk, 0, parser)
+    placed = [(rec, off) for off, (rec, _parser) in taken.items()] + [(rec, None) for rec, _p in unplaced]
+    unfound = _unfound(chunk, [int(rec["record_id"]) for rec, _off in placed], headers)
+    if not (missing or unfound) and placed:  # nothing lost here: the chunk's ends are all a hole needs
+        placed = [min(placed, key=_record_id), max(placed, key=_record_id)]
+    read = [_mark(rec, chunk, off) for rec, off in placed]
+    if unfound:
+        entry.records_failed += len(unfound)
+        tally.failures.append(
+            f"{len(unfound)} record(s) (ids {_id_runs_text(unfound)}) of chunk {chunk.index} could not be "
+            "parsed: the chunk header announces them but their record headers are gone "
+            "(zeroed or overwritten space)"
+        )
+    known = [slot for slot in missing if slot.valid or _in_header(chunk, slot.record_id)]
+    _note_losses(tally, chunk.index, read, [*(slot.record_id for slot in known), *unfound])
+    for slot in missing:
+        if slot not in known:  # a damaged header: its id cannot be trusted, its place in the chunk can
+            _note_place(tally, chunk, slot.offset, taken)
     if missing:
-        entry.records_failed += len(missing)
+        # With the header's ids known, a damaged header claiming an id outside them is no record of its
+        # own: the records it stands for are among the unfound ids.
+        entry.records_failed += len(known) if _announced(chunk.header) is not None else len(missing)
         for slot in missing:
             parts = [errors.get(slot.offset), errors.get(None)]
             reason = "; ".join(p for p in parts if p) or "no backend produced it"
@@ -153,33 +210,53 @@ def _read_chunk(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) ->
             )
 
 
-def _guarded(chunk: Chunk, entry: InputEntry, backend: str, tally: _Tally) -> list[dict]:
-    """_read_chunk, with anything unexpected costing this chunk only (counted, never raised)."""
+def _guarded(
+    chunk: Chunk,
+    entry: InputEntry,
+    backend: str,
+    tally: _Tally,
+    wanted: list[RecordSlot] | None = None,
+    headers: np.ndarray | None = None,
+) -> list[dict]:
+    """_read_chunk (of every record, or of `wanted` with the chunk's `headers`), with anything
+    unexpected costing this chunk only (counted, never raised)."""
     before = (entry.records_failed, entry.recovered)
+    wanted = chunk.slots if wanted is None else wanted
     try:
-        records = list(_read_chunk(chunk, entry, backend, tally))
-        tally.invalid_text += sum(finding.invalid_text for finding in prescan.unfit(chunk).values())
+        records = list(_read_chunk(chunk, entry, backend, tally, wanted, headers))
+        if unfit := prescan.unfit(chunk):
+            wanted_at = {slot.offset for slot in wanted}
+            tally.invalid_text += sum(f.invalid_text for at, f in unfit.items() if at in wanted_at)
         return records
     except BaseException as exc:  # noqa: BLE001 - a damaged chunk must not stop the file
         if not isinstance(exc, Exception) and not rust.is_panic(exc):
             raise  # KeyboardInterrupt, SystemExit, GeneratorExit; a Rust panic costs the chunk only
         entry.records_failed, entry.recovered = before
-        entry.records_failed += len(chunk.slots)
+        if headers is None:  # the whole chunk was read: every record it held is lost with it
+            entry.records_failed += _lost_with(chunk, tally)
+        else:  # selective: the records it was to decode are lost; the others were counted undecoded
+            entry.records_failed += len(wanted)
+            _note_losses(tally, chunk.index, [], [slot.record_id for slot in wanted])
         entry.chunks_failed += 1
         tally.failed_chunks.append(f"chunk {chunk.index} at offset {chunk.file_offset}: {exc}")
         return []
 
 
-def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally) -> bool:
-    """Account for one chunk slot; True when it should be read."""
+def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally, keys: scan.RecordKeys | None = None) -> bool:
+    """Account for one chunk slot; True when it should be read. `keys`: its records as scanned."""
     if chunk.status == "trailing":
         tally.trailing += 1
         return False
     entry.chunks += 1
     if not chunk.readable:
         entry.chunks_failed += 1
+        lost = _lost_with(chunk, tally)
+        entry.records_failed += lost
         what = "no chunk signature" if chunk.status == "bad-magic" else "truncated chunk"
-        tally.failed_chunks.append(f"chunk {chunk.index} at offset {chunk.file_offset}: {what}")
+        tally.failed_chunks.append(
+            f"chunk {chunk.index} at offset {chunk.file_offset}: {what}"
+            + (f" ({lost} record(s) lost with it)" if lost else "")
+        )
         return False
     if chunk.status == "repaired":
         tally.repaired.append(
@@ -189,12 +266,213 @@ def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally) -> bool:
     elif not (chunk.header_crc_ok and chunk.data_crc_ok):
         tally.crc_bad += 1
     announced = chunk.header["last_record_id"] - chunk.header["first_record_id"] + 1
-    if len(chunk.slots) < announced <= MAX_RECORDS_PER_CHUNK:
+    found = len(keys) if keys is not None else len(chunk.slots)
+    if found < announced <= MAX_RECORDS_PER_CHUNK:
         tally.short_chunks.append(
             f"chunk {chunk.index}: its header announces {announced} records, "
-            f"{len(chunk.slots)} record headers found (damaged or overwritten space)"
+            f"{found} record headers found (damaged or overwritten space)"
         )
     return True
+
+
+# --- records lost, and the time spans they leave without evidence ------------------------------------
+
+
+def _announced(header: dict[str, int]) -> range | None:
+    """The record ids a chunk header announces, when its first and last ids are plausible."""
+    if not header:
+        return None
+    first, last = header["first_record_id"], header["last_record_id"]
+    if 0 < first <= last and last - first < MAX_RECORDS_PER_CHUNK:
+        return range(first, last + 1)
+    return None
+
+
+def _in_header(chunk: Chunk, record_id: int) -> bool:
+    announced = _announced(chunk.header)
+    return announced is not None and record_id in announced
+
+
+def _unfound(chunk: Chunk, read: list[int], headers: np.ndarray | None = None) -> list[int]:
+    """Ids the chunk header announces that were neither read nor found as a record header (`headers`,
+    default the chunk's slots)."""
+    announced = _announced(chunk.header)
+    if announced is None:
+        return []
+    if headers is None:
+        headers = np.fromiter((slot.record_id for slot in chunk.slots), dtype=np.int64)
+    seen = np.concatenate([headers.astype(np.int64), np.asarray(read, dtype=np.int64)])
+    wanted = np.arange(announced.start, announced.stop, dtype=np.int64)
+    return np.setdiff1d(wanted, seen, assume_unique=False).tolist()
+
+
+def _id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted ids as inclusive runs of consecutive ids."""
+    runs: list[list[int]] = []
+    for record_id in sorted(set(ids)):
+        if runs and record_id == runs[-1][1] + 1:
+            runs[-1][1] = record_id
+        else:
+            runs.append([record_id, record_id])
+    return [(a, b) for a, b in runs]
+
+
+def _id_runs_text(ids: Iterable[int]) -> str:
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in _id_runs(ids)[:5])
+
+
+def _lost_with(chunk: Chunk, tally: _Tally) -> int:
+    """Records lost with a chunk no backend could read: those its header announces, else the record
+    headers a walk finds in it. Their place in time is noted for the holes."""
+    header = chunk.header
+    if not header and len(chunk.data) >= CHUNK_HEADER_SIZE:
+        header = read_fields(chunk.data, CHUNK_HEADER_FIELDS)
+    announced = _announced(header)
+    if announced is not None:
+        _note_losses(tally, chunk.index, [], list(announced))
+        return len(announced)
+    slots = chunk.slots or (walk_records(chunk.data) if len(chunk.data) >= CHUNK_HEADER_SIZE else [])
+    found = [slot.record_id for slot in slots if slot.valid]  # without the free-space offset, the walk
+    # also meets the unused space after the last record: only whole record headers count
+    _note_losses(tally, chunk.index, [], found, lost_unknown=True)
+    return len(found)
+
+
+# (record id, earliest, latest) of a record read: the earlier and later of its TimeCreated and the time
+# its record header says it was written. A record lost between two others was written between them, and
+# was created no later than it was written.
+Mark = tuple[int, datetime, datetime]
+
+
+def _mark(record: dict, chunk: Chunk | None = None, offset: int | None = None) -> Mark:
+    created = record["time"]
+    times = [created] if _placeable(created) else []
+    if chunk is not None and offset is not None and offset + 24 <= len(chunk.data):  # header time
+        try:
+            written = filetime_to_datetime(struct.unpack_from("<Q", chunk.data, offset + 16)[0])
+        except OverflowError:  # a damaged header's time past year 9999
+            written = None
+        times += [written] if _placeable(written) else []
+    times = times or [_EARLIEST]  # a record with no usable time: it bounds nothing (see _placed)
+    return int(record["record_id"]), min(times), max(times)
+
+
+def _record_id(item: tuple[dict, int | None]) -> int:
+    return int(item[0]["record_id"])
+
+
+def _placed(marks: Iterable[Mark]) -> list[Mark]:
+    return sorted(mark for mark in marks if mark[1] != _EARLIEST)
+
+
+def _note_losses(
+    tally: _Tally, index: int, read: list[Mark], lost: list[int], *, lost_unknown: bool = False
+) -> None:
+    """Remember what locates this chunk's losses in time: its records' ids and times at the chunk's ends
+    and on each side of every lost run. `lost_unknown`: records were lost whose ids are not known."""
+    marks = _placed(read)
+    if marks:
+        _note_ends(tally, index, marks[0], marks[-1], (min(m[1] for m in marks), max(m[2] for m in marks)))
+    runs = _id_runs(lost)
+    ids = [mark[0] for mark in marks]
+    for first, last in runs:
+        before, after = bisect.bisect_left(ids, first), bisect.bisect_right(ids, last)
+        tally.marks += marks[max(0, before - 1) : before] + marks[after : after + 1]
+    tally.lost_runs += runs
+    if lost_unknown:
+        tally.lost_chunks.append(index)
+
+
+def _note_ends(tally: _Tally, index: int, first: Mark, last: Mark, span: tuple[datetime, datetime]) -> None:
+    """A chunk's first and last records by id, and the time its records span (merged when noted twice)."""
+    tally.marks += [first, last]
+    if index in tally.chunk_ends:
+        known = tally.chunk_ends[index]
+        span = (min(span[0], known[0]), max(span[1], known[1]))
+    tally.chunk_ends[index] = span
+
+
+def _note_scanned(tally: _Tally, index: int, keys: scan.RecordKeys) -> None:
+    """A chunk read selectively: its ends from the record headers' written times (all of its records)."""
+    if not len(keys):
+        return
+    order = np.argsort(keys.record_ids, kind="stable")
+    first, last = int(order[0]), int(order[-1])
+    times = [filetime_to_datetime(int(t)) for t in (keys.written.min(), keys.written.max())]
+    if not all(_placeable(t) for t in times):
+        return
+    ends = [filetime_to_datetime(int(keys.written[i])) for i in (first, last)]
+    marks = [(int(keys.record_ids[i]), t, t) for i, t in zip((first, last), ends, strict=True)]
+    _note_ends(tally, index, marks[0], marks[1], (times[0], times[1]))
+
+
+def _note_place(tally: _Tally, chunk: Chunk, offset: int, taken: dict[int, tuple[dict, str]]) -> None:
+    """A record lost at `offset` whose id is unknown: between the records read before and after it in
+    the chunk, or, without both, anywhere between the neighbouring chunks."""
+    before = _placed(_mark(taken[off][0], chunk, off) for off in sorted(taken) if off < offset)
+    after = _placed(_mark(taken[off][0], chunk, off) for off in sorted(taken) if off > offset)
+    if before and after:
+        lo, hi = min(before[-1][1], after[0][1]), max(before[-1][2], after[0][2])
+        tally.direct.append((lo - HOLE_MARGIN, hi + HOLE_MARGIN))
+    else:
+        tally.lost_chunks.append(chunk.index)
+
+
+def _placeable(time: object) -> bool:
+    """A time pandas can hold (a damaged record may say 1601): only those bound a hole."""
+    return isinstance(time, datetime) and time.tzinfo is not None and _EARLIEST < time < _LATEST
+
+
+# Times pandas can hold, a day in from its limits: room for HOLE_MARGIN on either side.
+_EARLIEST = (pd.Timestamp.min.ceil("s").tz_localize("UTC") + pd.Timedelta(days=1)).to_pydatetime()
+_LATEST = (pd.Timestamp.max.floor("s").tz_localize("UTC") - pd.Timedelta(days=1)).to_pydatetime()
+
+
+Hole = tuple[datetime | None, datetime | None]
+
+
+def _when(time: datetime | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC") if time is not None else "(open)"
+
+
+def _holes(tally: _Tally) -> list[Hole]:
+    """Time spans where records were lost, each between the nearest records read on either side (None:
+    no record read on that side, the hole is open). A chunk lost with unknown ids lies between its
+    neighbours in the file; at the wrap of a circular log (newest chunk, then oldest) it is open both ways."""
+    marks = sorted(set(tally.marks))
+    ids = [mark[0] for mark in marks]
+    holes: list[Hole] = list(tally.direct)
+    for first, last in tally.lost_runs:
+        before, after = bisect.bisect_left(ids, first), bisect.bisect_right(ids, last)
+        edges = marks[before - 1 : before] + marks[after : after + 1]
+        lo = min(m[1] for m in edges) - HOLE_MARGIN if before else None
+        hi = max(m[2] for m in edges) + HOLE_MARGIN if after < len(marks) else None
+        holes.append((lo, hi))
+    for index in sorted(set(tally.lost_chunks)):
+        earlier = [i for i in tally.chunk_ends if i < index]
+        later = [i for i in tally.chunk_ends if i > index]
+        lo = tally.chunk_ends[max(earlier)][1] - HOLE_MARGIN if earlier else None
+        hi = tally.chunk_ends[min(later)][0] + HOLE_MARGIN if later else None
+        if lo is not None and hi is not None and lo > hi:
+            holes += [(None, hi), (lo, None)]
+        else:
+            holes.append((lo, hi))
+    return _merge_holes(holes)
+
+
+def _merge_holes(holes: list[Hole]) -> list[Hole]:
+    def key(hole: Hole) -> tuple[bool, datetime | str]:
+        return (hole[0] is not None, hole[0] or "")
+
+    merged: list[Hole] = []
+    for lo, hi in sorted(set(holes), key=key):
+        if merged:
+            prev_lo, prev_hi = merged[-1]
+            if prev_hi is None or (lo is not None and lo <= prev_hi) or lo is None:
+                merged[-1] = (prev_lo, None if prev_hi is None or hi is None else max(prev_hi, hi))
+                continue
+        merged.append((lo, hi))
+    return merged
 
 
 def _check_header(source: Source, entry: InputEntry) -> FileHeader | None:
@@ -217,6 +495,17 @@ def _check_header(source: Source, entry: InputEntry) -> FileHeader | None:
 def _fold(entry: InputEntry, source: Source, tally: _Tally, header_chunks: int | None) -> None:
     entry.hosts = sorted(tally.hosts)
     entry.channels = sorted(tally.channels)
+    entry.holes = _holes(tally)
+    if entry.holes:
+        spans = "; ".join(f"{_when(lo)} to {_when(hi)}" for lo, hi in entry.holes[:MAX_LOCATED_FAILURES])
+        more = (
+            f" (and {len(entry.holes) - MAX_LOCATED_FAILURES} more)"
+            if len(entry.holes) > MAX_LOCATED_FAILURES
+            else ""
+        )
+        entry.warn(
+            f"records lost between {spans}{more}: this log cannot vouch that an event did not happen then"
+        )
     if header_chunks is not None and entry.chunks > header_chunks:
         entry.warn(f"header declares {header_chunks} chunks, {entry.chunks} found (all read)")
     if tally.crc_bad:
@@ -273,16 +562,82 @@ def _check_hints(entry: InputEntry, source: Source) -> None:
         entry.warn(f"file name names channel {hint} but records are from {', '.join(entry.channels)}")
 
 
+PROGRESS_CHUNKS = 64  # chunks (4 MiB) between progress calls
+SCAN_BATCH = 128  # chunks scanned together (8 MiB): numpy's per-call cost is paid once per batch
+
+
+def _scanned(
+    chunks: Iterator[Chunk], wanted: Wanted | None
+) -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
+    """Each chunk with its scanned records and the mask of those to decode; (None, None) when the chunk
+    is decoded whole (no `wanted`, damaged, repaired, or a layout the scan cannot account for exactly)."""
+    first = True
+    batch: list[Chunk] = []
+
+    def flush() -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
+        nonlocal first
+        sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
+        table = wanted.id_table  # type: ignore[union-attr]
+        found = dict(
+            zip(map(id, sound), scan.scan_many([(c.data, c.end) for c in sound], table), strict=True)
+        )
+        for chunk in batch:
+            keys = found.get(id(chunk))
+            if keys is not None and keys.unsure.any():
+                keys = None  # a record of unexpected layout (damage? forwarded?): the chunk is read whole
+            mask = None
+            if keys is not None:
+                mask = scan.select(chunk.data, keys, wanted)  # type: ignore[arg-type]
+                if first and len(mask):
+                    mask[0] = True  # the file's first record says whose log it is (host, channel)
+            if chunk.readable:
+                first = False
+            yield chunk, keys, mask
+        batch.clear()
+
+    for chunk in chunks:
+        if wanted is None:
+            yield chunk, None, None
+            continue
+        batch.append(chunk)
+        if len(batch) >= SCAN_BATCH:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def _count_undecoded(entry: InputEntry, keys: scan.RecordKeys, mask: np.ndarray) -> None:
+    """Records counted from their headers only: part of `records`, and of the undecoded time span."""
+    left = ~mask
+    count = int(left.sum())
+    if not count:
+        return
+    entry.records += count
+    entry.records_undecoded += count
+    ticks = keys.written[left]
+    low, high = int(ticks.min()), int(ticks.max())
+    if entry.undecoded_span is None:
+        entry.undecoded_span = (low, high)
+    else:
+        entry.undecoded_span = (min(low, entry.undecoded_span[0]), max(high, entry.undecoded_span[1]))
+
+
 def parse(
     source: Source,
     entry: InputEntry,
     *,
     backend: str = "evtx",
     chunk_filter: Callable[[bytes], bool] | None = None,
+    wanted: Wanted | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
     """Records of one EVTX source, in file order, with provenance (file, chunk, offset, parser).
 
     `chunk_filter(raw_chunk_bytes)` returning False skips a chunk unparsed (`entry.chunks_skipped`).
+    `wanted` (ruleset.wanted.wanted_pairs): decode only records whose (provider, event id) a rule may
+    match, plus the file's first record; the others are counted from their record headers
+    (`entry.records_undecoded`, `entry.undecoded_span`) and a chunk with none is not decoded at all.
+    `on_progress(bytes_scanned)` is called every PROGRESS_CHUNKS chunks.
     The entry is updated as reading goes and finalised when the iterator ends or is closed.
     """
     if backend not in BACKENDS:
@@ -295,13 +650,26 @@ def parse(
         if header is None:
             return
         header_chunks = header.chunk_count
-        for chunk in iter_chunks(source.path):
-            if not _note_chunk(chunk, entry, tally):
+        for chunk, keys, mask in _scanned(iter_chunks(source.path), wanted):
+            if on_progress is not None and chunk.index % PROGRESS_CHUNKS == 0:
+                on_progress(chunk.file_offset)
+            if not _note_chunk(chunk, entry, tally, keys):
                 continue
             if chunk_filter is not None and not chunk_filter(chunk.data):
                 entry.chunks_skipped += 1
                 continue
-            for record in _guarded(chunk, entry, backend, tally):
+            subset = headers = None
+            if keys is not None and mask is not None:
+                _count_undecoded(entry, keys, mask)
+                _note_scanned(tally, chunk.index, keys)
+                headers = keys.record_ids
+                if not mask.any():
+                    entry.chunks_skipped += 1
+                    continue
+                subset = keys.slots(np.flatnonzero(mask))
+                chunk.slots = subset if mask[0] else [*keys.slots(np.zeros(1, dtype=np.int64)), *subset]
+                chunk.records_end = int(keys.offsets[-1] + keys.sizes[-1])
+            for record in _guarded(chunk, entry, backend, tally, subset, headers):
                 entry.records += 1
                 tally.hosts.add(record["host"])
                 tally.channels.add(record["channel"])
@@ -317,12 +685,18 @@ def parse(
 
 
 def read_source(
-    source: Source, entry: InputEntry, *, backend: str = "evtx", source_tz: str | None = None
+    source: Source,
+    entry: InputEntry,
+    *,
+    backend: str = "evtx",
+    source_tz: str | None = None,
+    wanted: Wanted | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
-    """Records of a source of any kind: .evtx through parse(), an export (XML, CSV, JSON) through
-    its reader in parse/exports/ (READERS, keyed by Source.kind)."""
+    """Records of a source of any kind: .evtx through parse() (selectively with `wanted`), an export
+    (XML, CSV, JSON) through its reader in parse/exports/ (READERS, keyed by Source.kind)."""
     from evtxcorr.parse.exports import READERS
 
     if source.kind == "evtx":
-        return parse(source, entry, backend=backend)
+        return parse(source, entry, backend=backend, wanted=wanted, on_progress=on_progress)
     return READERS[source.kind](source, entry, source_tz=source_tz)

@@ -95,14 +95,34 @@ class Chunk:
     data: bytes
     status: str  # 'ok' | 'repaired' | 'bad-magic' | 'truncated' | 'trailing'
     header: dict[str, int] = field(default_factory=dict)
-    slots: list[RecordSlot] = field(default_factory=list)
     header_crc_ok: bool = True
     data_crc_ok: bool = True
+    _slots: list[RecordSlot] | None = field(default=None, repr=False)
+    # Set when only some records are decoded: `slots` is then the chain the decoder is given (the record
+    # at 512, then the wanted ones) and this is where the chunk's last record ends (stitched()).
+    records_end: int | None = None
     unfit: dict | None = None  # prescan.unfit(): records the Rust backend must not be trusted with
 
     @property
     def readable(self) -> bool:
         return self.status in ("ok", "repaired")
+
+    @property
+    def end(self) -> int:
+        """Where the walk of its records stops: the free-space offset when plausible, else the end."""
+        free = self.header.get("free_space_offset", 0)
+        return free if CHUNK_HEADER_SIZE <= free <= len(self.data) else len(self.data)
+
+    @property
+    def slots(self) -> list[RecordSlot]:
+        """Every record header of the chunk (walked on first use: most chunks are only scanned)."""
+        if self._slots is None:
+            self._slots = walk_records(self.data, self.end) if self.readable else []
+        return self._slots
+
+    @slots.setter
+    def slots(self, value: list[RecordSlot]) -> None:
+        self._slots = value
 
 
 def parse_file_header(buf: bytes) -> FileHeader | None:
@@ -195,7 +215,6 @@ def _read_chunk(index: int, file_offset: int, data: bytes) -> Chunk:
         data,
         status,
         header=header,
-        slots=walk_records(data, free),
         header_crc_ok=header_crc == header["header_checksum"],
         data_crc_ok=data_crc_ok,
     )
@@ -232,6 +251,19 @@ def iter_chunks(path: Path) -> Iterator[Chunk]:
             if chunk.status == "bad-magic":
                 chunk.status = "trailing"
             yield chunk
+
+
+def stitched(chunk: Chunk) -> bytes:
+    """The chunk's bytes with each record of `chunk.slots` sized to reach the next one (the last, to
+    `records_end`): a parser walking record sizes then reads only those records. Everything else
+    (templates, names, other records' bytes) stays where it was, so chunk offsets still resolve."""
+    if chunk.records_end is None:
+        return chunk.data
+    data = bytearray(chunk.data)
+    offsets = [slot.offset for slot in chunk.slots]
+    for here, there in zip(offsets, [*offsets[1:], chunk.records_end], strict=True):
+        struct.pack_into("<I", data, here + 4, there - here)
+    return bytes(data)
 
 
 def mini_file(chunk_data: bytes) -> bytes:

@@ -72,9 +72,12 @@ def _convert(item: dict) -> tuple[int, dict | Exception]:
         return record_id, exc
 
 
-def parse_chunk(chunk_data: bytes) -> Iterator[tuple[int, dict | Exception] | Exception]:
+def parse_chunk(
+    chunk_data: bytes, wanted_ids: set[int] | None = None
+) -> Iterator[tuple[int, dict | Exception | None] | Exception]:
     """(record id, record dict or error) per record of one chunk; a bare Exception for a record the
-    parser failed on before knowing its id."""
+    parser failed on before knowing its id. With `wanted_ids`, records whose id is not in it are
+    yielded as (id, None), unconverted (turning XML into a dict is most of the cost)."""
     deadline = time.thread_time() + CHUNK_CPU_SECONDS
     try:
         parser = evtx.PyEvtxParser(
@@ -86,7 +89,12 @@ def parse_chunk(chunk_data: bytes) -> Iterator[tuple[int, dict | Exception] | Ex
         yield RustPanic(f"evtx parser panicked: {exc}")
         return
     for item in _records(parser, deadline):
-        yield item if isinstance(item, Exception) else _convert(item)
+        if isinstance(item, Exception):
+            yield item
+        elif wanted_ids is not None and int(item["event_record_id"]) not in wanted_ids:
+            yield int(item["event_record_id"]), None
+        else:
+            yield _convert(item)
 
 
 def parse_file(path: Path) -> Iterator[dict | Exception]:

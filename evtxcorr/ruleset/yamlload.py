@@ -37,6 +37,8 @@ class Doc:
         return Location(self.path, 1, 1)
 
 
+# libyaml's composer when PyYAML was built with it (nodes and marks are the same, about 10x faster).
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = yaml.SafeLoader("")  # only its constructor is used, to type plain scalars the safe way
 # Bounds on one document. Aliases make a few lines expand to billions of values (a "billion laughs"
 # alias bomb) or to a cycle; a rule file needs a few hundred values at most.
@@ -98,7 +100,7 @@ def load_text(text: str, display: str) -> Doc:
     if len(text) > MAX_TEXT:
         raise RuleError(f"file is over {MAX_TEXT // (1024 * 1024)} MiB, not a rule file", Location(display))
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
