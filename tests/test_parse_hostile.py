@@ -137,6 +137,9 @@ def test_a_rust_panic_costs_the_rest_of_its_chunk_to_the_other_backend(
     assert len(records) == _slots(forged_chunk) and entry.records_failed == 0
     assert sum(r["parser"] == "evtx" for r in records) == after
     assert entry.recovered == len(records) - after
+    assert "chunk 0: evtx stopped part way (evtx parser panicked: index out of bounds" in "".join(
+        entry.warnings
+    )
 
 
 def test_a_panic_anywhere_in_a_chunk_costs_that_chunk_only(
@@ -184,6 +187,7 @@ def test_a_chunk_past_its_time_bound_is_given_up_in_both_backends(
     monkeypatch.setattr(rust, "CHUNK_CPU_SECONDS", 0.0)
     records, entry = _parse(path)
     assert len(records) == slots and entry.recovered == slots  # the other backend read them all
+    assert "chunk 0: evtx stopped part way (chunk time bound reached (0 s of CPU))" in entry.warnings
     monkeypatch.setattr(pure, "CHUNK_CPU_SECONDS", 0.0)
     for backend in BACKENDS:
         records, entry = _parse(path, backend)

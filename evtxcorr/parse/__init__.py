@@ -28,6 +28,7 @@ from evtxcorr.parse.chunks import (
     CHUNK_HEADER_FIELDS,
     CHUNK_HEADER_SIZE,
     FILE_HEADER_SIZE,
+    BoundExceeded,
     Chunk,
     FileHeader,
     RecordSlot,
@@ -56,6 +57,7 @@ class ChunkResult:
     records: dict[int, dict] = field(default_factory=dict)
     unplaced: list[dict] = field(default_factory=list)
     errors: dict[int | None, str] = field(default_factory=dict)  # slot offset (None: unknown) -> error
+    stopped: str | None = None  # why the backend gave up the chunk part way (a panic, its time bound)
 
 
 def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
@@ -73,6 +75,8 @@ def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
     for item in rust.parse_chunk(prescan.for_rust(stitched(chunk), unfit), wanted_ids):
         if isinstance(item, Exception):
             result.errors.setdefault(None, f"(record not located) {item}")
+            if isinstance(item, rust.RustPanic | BoundExceeded):
+                result.stopped = str(item)
             continue
         record_id, record = item
         offsets = by_id.get(record_id)
@@ -124,6 +128,7 @@ class _Tally:
     repaired: list[str] = field(default_factory=list)
     crc_bad: int = 0
     invalid_text: int = 0
+    stopped: list[str] = field(default_factory=list)  # chunks a backend gave up part way
     unplaced: int = 0
     trailing: int = 0
     marks: list[Mark] = field(default_factory=list)  # records read
@@ -154,6 +159,8 @@ def _read_chunk(
     """The `wanted` records of one readable chunk, primary backend first, the other for what it missed.
     `headers`: the ids of every record header in the chunk, when only some are decoded (selective)."""
     primary = BACKENDS[backend](chunk, wanted)
+    if primary.stopped:
+        tally.stopped.append(f"chunk {chunk.index}: {backend} stopped part way ({primary.stopped})")
     taken: dict[int, tuple[dict, str]] = {off: (rec, backend) for off, rec in primary.records.items()}
     missing = [slot for slot in wanted if slot.offset not in taken]
     errors = {off: f"{backend}: {text}" for off, text in primary.errors.items()}
@@ -510,7 +517,7 @@ def _fold(entry: InputEntry, source: Source, tally: _Tally, header_chunks: int |
         entry.warn(f"header declares {header_chunks} chunks, {entry.chunks} found (all read)")
     if tally.crc_bad:
         entry.warn(f"{tally.crc_bad} chunk(s) fail their CRC32 check (read anyway)")
-    for text in tally.repaired[:MAX_LOCATED_FAILURES]:
+    for text in tally.repaired[:MAX_LOCATED_FAILURES] + tally.stopped[:MAX_LOCATED_FAILURES]:
         entry.warn(text)
     if tally.trailing:
         entry.warn(f"{tally.trailing} 64 KiB block(s) after the last chunk hold no chunk (unused space)")
