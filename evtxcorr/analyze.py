@@ -272,13 +272,13 @@ def read_all(
             vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
             yield from records
             if progress:
-                progress(source, entry.records, True, 0, entry.chunks - entry.chunks_skipped)
+                progress(source, entry.records, True, 0, entry.chunks_decoded)
             continue
         pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
 
         def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
             if progress:
-                progress(source, entry.records, False, scanned, entry.chunks - entry.chunks_skipped)
+                progress(source, entry.records, False, scanned, entry.chunks_decoded)
 
         records = read_source(
             source,
@@ -293,4 +293,4 @@ def read_all(
                 progress(source, entry.records, False)
             yield record
         if progress:
-            progress(source, entry.records, True, 0, entry.chunks - entry.chunks_skipped)
+            progress(source, entry.records, True, 0, entry.chunks_decoded)

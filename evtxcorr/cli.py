@@ -97,6 +97,11 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _optional_zone(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """_zone for an option that may be left out (--source-tz)."""
+    return value and _zone(ctx, param, value)
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -130,7 +135,7 @@ def _zone(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--source-tz",
     "source_tz",
-    callback=lambda ctx, param, value: value and _zone(ctx, param, value),
+    callback=_optional_zone,
     help="Time zone (IANA name) of the Windows machine that exported CSV files whose times are local "
     "with no zone (Event Viewer CSV, PowerShell Export-Csv). Required when such a file is given.",
 )
@@ -311,7 +316,7 @@ def _node_list(value: str | None) -> tuple[str, ...]:
 @click.option(
     "--source-tz",
     "source_tz",
-    callback=lambda ctx, param, value: value and _zone(ctx, param, value),
+    callback=_optional_zone,
     help="Time zone of the machines that exported CSV files with local times (as for analyze), for "
     "every case; a case that needs it and lacks it fails, saying so.",
 )
@@ -470,7 +475,7 @@ def _batch_summary(result) -> None:  # type: ignore[no-untyped-def]
 @click.option(
     "--source-tz",
     "source_tz",
-    callback=lambda ctx, param, value: value and _zone(ctx, param, value),
+    callback=_optional_zone,
     help="Time zone of the machine that exported CSV files with local times (as for analyze).",
 )
 @click.option(

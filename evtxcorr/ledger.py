@@ -43,6 +43,11 @@ class InputEntry:
     # carried their own zone or offset
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def chunks_decoded(self) -> int:
+        """Chunks whose records were (at least partly) decoded: the ones not skipped."""
+        return self.chunks - self.chunks_skipped
+
     def warn(self, text: str) -> None:
         if text not in self.warnings:
             self.warnings.append(text)

@@ -17,9 +17,13 @@ from pathlib import Path
 
 from evtxcorr.model import Source
 from evtxcorr.parse import rust
-from evtxcorr.parse.chunks import CHUNK_MAGIC, CHUNK_SIZE, FILE_HEADER_SIZE, iter_chunks
+from evtxcorr.parse.chunks import CHUNK_HEADER_FIELDS, CHUNK_MAGIC, CHUNK_SIZE, FILE_HEADER_SIZE, iter_chunks
 
-FIRST_CHUNKS_TRIED = 4  # chunks read to find a file's first parseable record
+FIRST_CHUNKS_TRIED = 4
+_ID_RANGE = (
+    CHUNK_HEADER_FIELDS["first_record_id"],
+    CHUNK_HEADER_FIELDS["last_record_id"],
+)  # in 40 bytes  # chunks read to find a file's first parseable record
 
 
 def identity(path: Path) -> tuple[str, str] | None:
@@ -42,7 +46,7 @@ def identity(path: Path) -> tuple[str, str] | None:
 
 def ids_overlap(path: Path) -> bool:
     """Do two chunks of the file claim overlapping record id ranges (chunk headers only)?"""
-    ranges: list[tuple[int, int]] = []
+    ranges: list[tuple[int, ...]] = []
     try:
         with path.open("rb") as fh:
             offset = FILE_HEADER_SIZE
@@ -52,8 +56,7 @@ def ids_overlap(path: Path) -> bool:
                 if len(head) < 40:
                     break
                 if head[:8] == CHUNK_MAGIC:
-                    first, last = struct.unpack_from("<QQ", head, 24)
-                    ranges.append((first, last))
+                    ranges.append(tuple(struct.unpack_from(fmt, head, at)[0] for at, fmt in _ID_RANGE))
                 offset += CHUNK_SIZE
     except OSError:
         return False

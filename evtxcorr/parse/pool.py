@@ -31,13 +31,7 @@ def worth_it(sources: list[Source], jobs: int) -> bool:
     """Several files, enough bytes, more than one job."""
     if jobs < 2 or len(sources) < 2:
         return False
-    total = 0
-    for source in sources:
-        try:
-            total += source.path.stat().st_size
-        except OSError:
-            continue
-    return total >= MIN_PARALLEL_BYTES
+    return sum(map(_size, sources)) >= MIN_PARALLEL_BYTES
 
 
 def parse_parallel(

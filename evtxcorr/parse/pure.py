@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from Evtx.Evtx import ChunkHeader, Record
@@ -44,7 +44,13 @@ from evtxcorr.parse.normalise import (
     local,
     xml_safe,
 )
-from evtxcorr.parse.prescan import MAX_EXPANSION
+from evtxcorr.parse.prescan import (
+    MAX_EXPANSION,
+    STRING_BUCKETS,
+    STRING_TABLE,
+    TEMPLATE_BUCKETS,
+    TEMPLATE_TABLE,
+)
 
 NAME = "python-evtx"
 MAX_RENDERED_NODES = MAX_EXPANSION  # per record (nested BinXML values referenced many times multiply)
@@ -171,25 +177,32 @@ class _BoundedChunkHeader(ChunkHeader):
     def _load_strings(self) -> None:
         if self._strings is None:
             self._strings = {}
-        seen: set[int] = set()
-        for bucket in range(64):
-            ofs = self.unpack_dword(0x80 + bucket * 4)
-            while 0 < ofs < CHUNK_SIZE and ofs not in seen:
-                seen.add(ofs)
-                ofs = self.add_string(ofs).next_offset()
+        self._follow(STRING_TABLE, STRING_BUCKETS, 1, self.add_string)
 
     def _load_templates(self) -> None:
         if self._templates is None:
             self._templates = {}
+        self._follow(TEMPLATE_TABLE, TEMPLATE_BUCKETS, 10, self._template_at)
+
+    def _template_at(self, ofs: int) -> object | None:
+        """The template at `ofs`, or None where no definition sits right behind a template instance
+        token (python-evtx's check)."""
+        if self.unpack_byte(ofs - 10) != 0x0C or self.unpack_dword(ofs - 4) != ofs:
+            return None
+        return self.add_template(ofs)
+
+    def _follow(self, table: int, buckets: int, lowest: int, load: Callable[[int], object | None]) -> None:
+        """Load every node of one chunk-header table's chains, each chain up to an offset already
+        loaded, one outside [lowest, chunk size), or a node `load` refuses (None)."""
         seen: set[int] = set()
-        for bucket in range(32):
-            ofs = self.unpack_dword(0x180 + bucket * 4)
-            while 10 <= ofs < CHUNK_SIZE and ofs not in seen:
+        for bucket in range(buckets):
+            ofs = self.unpack_dword(table + bucket * 4)
+            while lowest <= ofs < CHUNK_SIZE and ofs not in seen:
                 seen.add(ofs)
-                # a definition sits right behind its template instance token (python-evtx's check)
-                if self.unpack_byte(ofs - 10) != 0x0C or self.unpack_dword(ofs - 4) != ofs:
+                node = load(ofs)
+                if node is None:
                     break
-                ofs = self.add_template(ofs).next_offset()
+                ofs = node.next_offset()  # type: ignore[attr-defined]
 
 
 class _Renderer:
