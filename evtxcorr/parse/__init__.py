@@ -137,6 +137,9 @@ class _Tally:
     chunk_ends: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)  # chunk -> times read
     lost_chunks: list[int] = field(default_factory=list)  # chunks lost whose record ids are unknown
     direct: list[tuple[datetime, datetime]] = field(default_factory=list)  # holes placed by neighbours
+    # chunks read selectively: (index, *_Scanned.ends), turned into marks and chunk_ends only when a loss
+    # needs placing (_note_scanned)
+    scanned: list[tuple[int, ...]] = field(default_factory=list)
 
 
 def _finish(record: dict, entry: InputEntry, chunk: Chunk, offset: int, parser: str) -> dict:
@@ -249,8 +252,8 @@ def _guarded(
         return []
 
 
-def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally, keys: scan.RecordKeys | None = None) -> bool:
-    """Account for one chunk slot; True when it should be read. `keys`: its records as scanned."""
+def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally, found: int | None = None) -> bool:
+    """Account for one chunk slot; True when it should be read. `found`: its records, when scanned."""
     if chunk.status == "trailing":
         tally.trailing += 1
         return False
@@ -273,7 +276,7 @@ def _note_chunk(chunk: Chunk, entry: InputEntry, tally: _Tally, keys: scan.Recor
     elif not (chunk.header_crc_ok and chunk.data_crc_ok):
         tally.crc_bad += 1
     announced = chunk.header["last_record_id"] - chunk.header["first_record_id"] + 1
-    found = len(keys) if keys is not None else len(chunk.slots)
+    found = len(chunk.slots) if found is None else found
     if found < announced <= MAX_RECORDS_PER_CHUNK:
         tally.short_chunks.append(
             f"chunk {chunk.index}: its header announces {announced} records, "
@@ -307,10 +310,13 @@ def _unfound(chunk: Chunk, read: list[int], headers: np.ndarray | None = None) -
     if announced is None:
         return []
     if headers is None:
-        headers = np.fromiter((slot.record_id for slot in chunk.slots), dtype=np.int64)
-    seen = np.concatenate([headers.astype(np.int64), np.asarray(read, dtype=np.int64)])
-    wanted = np.arange(announced.start, announced.stop, dtype=np.int64)
-    return np.setdiff1d(wanted, seen, assume_unique=False).tolist()
+        headers = np.fromiter((slot.record_id for slot in chunk.slots), dtype=np.uint64)
+    # Each announced id marked as seen by position; ids outside the announced range are ignored.
+    seen = np.zeros(len(announced), dtype=bool)
+    at = headers.astype(np.uint64) - np.uint64(announced.start)  # ids below the range wrap round: too large
+    seen[at[at < len(announced)].astype(np.int64)] = True
+    seen[[i - announced.start for i in read if i in announced]] = True
+    return (np.flatnonzero(~seen) + announced.start).tolist()
 
 
 def _id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
@@ -399,18 +405,22 @@ def _note_ends(tally: _Tally, index: int, first: Mark, last: Mark, span: tuple[d
     tally.chunk_ends[index] = span
 
 
-def _note_scanned(tally: _Tally, index: int, keys: scan.RecordKeys) -> None:
-    """A chunk read selectively: its ends from the record headers' written times (all of its records)."""
-    if not len(keys):
-        return
-    order = np.argsort(keys.record_ids, kind="stable")
-    first, last = int(order[0]), int(order[-1])
-    times = [filetime_to_datetime(int(t)) for t in (keys.written.min(), keys.written.max())]
-    if not all(_placeable(t) for t in times):
-        return
-    ends = [filetime_to_datetime(int(keys.written[i])) for i in (first, last)]
-    marks = [(int(keys.record_ids[i]), t, t) for i, t in zip((first, last), ends, strict=True)]
-    _note_ends(tally, index, marks[0], marks[1], (times[0], times[1]))
+def _note_scanned(tally: _Tally) -> None:
+    """The ends of the chunks read selectively (tally.scanned), from their record headers' written times
+    (all of their records): their first and last records by id, and the time they span."""
+    for index, records, low, high, first_id, first_time, last_id, last_time in tally.scanned:
+        if not records:
+            continue
+        try:
+            times = [filetime_to_datetime(low), filetime_to_datetime(high)]
+            ends = [filetime_to_datetime(first_time), filetime_to_datetime(last_time)]
+        except OverflowError:  # a header's time past year 9999: it bounds nothing
+            continue
+        if not all(_placeable(t) for t in times):
+            continue
+        marks = [(first_id, ends[0], ends[0]), (last_id, ends[1], ends[1])]
+        _note_ends(tally, index, marks[0], marks[1], (times[0], times[1]))
+    tally.scanned.clear()
 
 
 def _note_place(tally: _Tally, chunk: Chunk, offset: int, taken: dict[int, tuple[dict, str]]) -> None:
@@ -446,6 +456,8 @@ def _holes(tally: _Tally) -> list[Hole]:
     """Time spans where records were lost, each between the nearest records read on either side (None:
     no record read on that side, the hole is open). A chunk lost with unknown ids lies between its
     neighbours in the file; at the wrap of a circular log (newest chunk, then oldest) it is open both ways."""
+    if tally.lost_runs or tally.lost_chunks:
+        _note_scanned(tally)
     marks = sorted(set(tally.marks))
     ids = [mark[0] for mark in marks]
     holes: list[Hole] = list(tally.direct)
@@ -573,38 +585,71 @@ PROGRESS_CHUNKS = 64  # chunks (4 MiB) between progress calls
 SCAN_BATCH = 128  # chunks scanned together (8 MiB): numpy's per-call cost is paid once per batch
 
 
-def _scanned(
-    chunks: Iterator[Chunk], wanted: Wanted | None
-) -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
-    """Each chunk with its scanned records and the mask of those to decode; (None, None) when the chunk
-    is decoded whole (no `wanted`, damaged, repaired, or a layout the scan cannot account for exactly)."""
+class _Scanned:
+    """One chunk's records as scanned (a slice of a scan.ScanBatch), what of them to decode, and the
+    totals its ledger needs: `records`, and `ends` (earliest and latest written time; id and written
+    time of its first and of its last record by id)."""
+
+    __slots__ = ("batch", "position", "records", "ends", "mask", "_keys")
+
+    def __init__(
+        self, batch: scan.ScanBatch, position: int, ends: tuple[int, ...], mask: np.ndarray | None
+    ) -> None:
+        self.batch, self.position, self.mask = batch, position, mask
+        self.records, self.ends = ends[0], ends[1:]
+        self._keys: scan.RecordKeys | None = None
+
+    @property
+    def keys(self) -> scan.RecordKeys:
+        if self._keys is None:
+            self._keys = self.batch.keys(self.position)
+        return self._keys  # type: ignore[return-value]
+
+
+def _scanned(chunks: Iterator[Chunk], wanted: Wanted | None) -> Iterator[tuple[Chunk, _Scanned | None]]:
+    """Each chunk with its scanned records and the mask of those to decode (`mask` None: none); None when
+    the chunk is decoded whole (no `wanted`, damaged, repaired, or a layout the scan cannot account for
+    exactly). A chunk none of whose records has a wanted event id is settled without any per-chunk
+    numpy work: it is most of a large log."""
     first = True
     batch: list[Chunk] = []
 
-    def flush() -> Iterator[tuple[Chunk, scan.RecordKeys | None, np.ndarray | None]]:
+    def flush() -> Iterator[tuple[Chunk, _Scanned | None]]:
         nonlocal first
         sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
-        table = wanted.id_table  # type: ignore[union-attr]
-        found = dict(
-            zip(map(id, sound), scan.scan_many([(c.data, c.end) for c in sound], table), strict=True)
-        )
+        # Providers wanted whatever the event id: every record's provider is read and looked at.
+        table = None if wanted.any_event_id else wanted.id_table  # type: ignore[union-attr]
+        found = scan.scan_batch([(c.data, c.end) for c in sound], table)
+        unsure = found.per_chunk(found.unsure).tolist()
+        selected = scan.select(found, wanted)  # type: ignore[arg-type]
+        picked = found.per_chunk(selected).tolist()
+        ends = list(zip(*found.ends(), strict=True))
+        bad = found.bad.tolist()
+        position = 0
         for chunk in batch:
-            keys = found.get(id(chunk))
-            if keys is not None and keys.unsure.any():
-                keys = None  # a record of unexpected layout (damage? forwarded?): the chunk is read whole
-            mask = None
-            if keys is not None:
-                mask = scan.select(chunk.data, keys, wanted)  # type: ignore[arg-type]
-                if first and len(mask):
-                    mask[0] = True  # the file's first record says whose log it is (host, channel)
+            scanned = None
+            if position < len(sound) and sound[position] is chunk:
+                # a record of unexpected layout (damage? forwarded?): the chunk is read whole
+                if not bad[position] and not unsure[position]:
+                    mask = None
+                    scanned = _Scanned(found, position, ends[position], None)
+                    if picked[position]:
+                        mask = selected[found.bounds[position] : found.bounds[position + 1]].copy()
+                    if first and scanned.records:
+                        # the file's first record says whose log it is (host, channel)
+                        if mask is None:
+                            mask = np.zeros(scanned.records, dtype=bool)
+                        mask[0] = True
+                    scanned.mask = mask
+                position += 1
             if chunk.readable:
                 first = False
-            yield chunk, keys, mask
+            yield chunk, scanned
         batch.clear()
 
     for chunk in chunks:
         if wanted is None:
-            yield chunk, None, None
+            yield chunk, None
             continue
         batch.append(chunk)
         if len(batch) >= SCAN_BATCH:
@@ -613,16 +658,20 @@ def _scanned(
         yield from flush()
 
 
-def _count_undecoded(entry: InputEntry, keys: scan.RecordKeys, mask: np.ndarray) -> None:
+def _count_undecoded(entry: InputEntry, scanned: _Scanned) -> None:
     """Records counted from their headers only: part of `records`, and of the undecoded time span."""
-    left = ~mask
-    count = int(left.sum())
+    if scanned.mask is None:
+        count, low, high = scanned.records, scanned.ends[0], scanned.ends[1]
+    else:
+        left = ~scanned.mask
+        count = int(left.sum())
+        if count:
+            ticks = scanned.keys.written[left]
+            low, high = int(ticks.min()), int(ticks.max())
     if not count:
         return
     entry.records += count
     entry.records_undecoded += count
-    ticks = keys.written[left]
-    low, high = int(ticks.min()), int(ticks.max())
     if entry.undecoded_span is None:
         entry.undecoded_span = (low, high)
     else:
@@ -657,22 +706,23 @@ def parse(
         if header is None:
             return
         header_chunks = header.chunk_count
-        for chunk, keys, mask in _scanned(iter_chunks(source.path), wanted):
+        for chunk, scanned in _scanned(iter_chunks(source.path), wanted):
             if on_progress is not None and chunk.index % PROGRESS_CHUNKS == 0:
                 on_progress(chunk.file_offset)
-            if not _note_chunk(chunk, entry, tally, keys):
+            if not _note_chunk(chunk, entry, tally, None if scanned is None else scanned.records):
                 continue
             if chunk_filter is not None and not chunk_filter(chunk.data):
                 entry.chunks_skipped += 1
                 continue
             subset = headers = None
-            if keys is not None and mask is not None:
-                _count_undecoded(entry, keys, mask)
-                _note_scanned(tally, chunk.index, keys)
-                headers = keys.record_ids
-                if not mask.any():
+            if scanned is not None:
+                _count_undecoded(entry, scanned)
+                tally.scanned.append((chunk.index, scanned.records, *scanned.ends))
+                if scanned.mask is None:
                     entry.chunks_skipped += 1
                     continue
+                keys, mask = scanned.keys, scanned.mask
+                headers = keys.record_ids
                 subset = keys.slots(np.flatnonzero(mask))
                 chunk.slots = subset if mask[0] else [*keys.slots(np.zeros(1, dtype=np.int64)), *subset]
                 chunk.records_end = int(keys.offsets[-1] + keys.sizes[-1])

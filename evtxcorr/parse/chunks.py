@@ -204,11 +204,12 @@ def _read_chunk(index: int, file_offset: int, data: bytes) -> Chunk:
             return Chunk(index, file_offset, data, "bad-magic")
         data, status = repaired, "repaired"
     header = read_fields(data, CHUNK_HEADER_FIELDS)
-    header_crc = zlib.crc32(data[:120] + data[128:512])
+    view = memoryview(data)  # slices of it are not copies
+    header_crc = zlib.crc32(view[128:512], zlib.crc32(view[:120]))
     free = header["free_space_offset"]
     data_crc_ok = True
     if CHUNK_HEADER_SIZE <= free <= CHUNK_SIZE:
-        data_crc_ok = zlib.crc32(data[512:free]) == header["data_checksum"]
+        data_crc_ok = zlib.crc32(view[512:free]) == header["data_checksum"]
     return Chunk(
         index,
         file_offset,

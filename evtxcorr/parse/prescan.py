@@ -77,16 +77,32 @@ def _invalid_utf16(raw: bytes) -> bool:
     return False
 
 
+_SUSPECT: dict[bytes, bool] = {}  # definition body -> a candidate literal holds invalid UTF-16
+
+
+def _suspect(body: bytes) -> bool:
+    """Candidates are found by their two-byte token start (one search per distinct definition: the
+    same templates recur in every chunk of a log)."""
+    found = _SUSPECT.get(body)
+    if found is None:
+        found = False
+        for match in _LITERAL.finditer(body):
+            at = match.start()
+            if at + 4 <= len(body):
+                chars = _U16(body, at + 2)[0]
+                if at + 4 + 2 * chars <= len(body) and _invalid_utf16(body[at + 4 : at + 4 + 2 * chars]):
+                    found = True
+                    break
+        if len(_SUSPECT) > 4096:
+            _SUSPECT.clear()
+        _SUSPECT[body] = found
+    return found
+
+
 def _literal_text_invalid(body: bytes, base: int) -> bool:
-    """A literal UTF-16 value in the definition holds a lone surrogate. Candidates are found by their
-    two-byte token start; one that is really a token is confirmed by walking the tokens."""
-    for match in _LITERAL.finditer(body):
-        at = match.start()
-        if at + 4 <= len(body):
-            chars = _U16(body, at + 2)[0]
-            if at + 4 + 2 * chars <= len(body) and _invalid_utf16(body[at + 4 : at + 4 + 2 * chars]):
-                return _walk_literals(body, base)
-    return False
+    """A literal UTF-16 value in the definition holds a lone surrogate. A candidate that is really a
+    token is confirmed by walking the tokens."""
+    return _suspect(body) and _walk_literals(body, base)
 
 
 def _walk_literals(body: bytes, base: int) -> bool:
@@ -273,9 +289,9 @@ def _cycles(data: bytes, table: int, buckets: int) -> list[int]:
     """Offsets of the `next` fields that close a loop in the chains of one chunk-header table."""
     seen: set[int] = set()
     closing = []
-    for bucket in range(buckets):
-        offset = _U32(data, table + 4 * bucket)[0]
-        while 0 < offset <= len(data) - 4:
+    last = len(data) - 4
+    for offset in struct.unpack_from(f"<{buckets}I", data, table):
+        while 0 < offset <= last:
             seen.add(offset)
             following = _U32(data, offset)[0]
             if following in seen:

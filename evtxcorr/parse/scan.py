@@ -31,6 +31,7 @@ RECORD_MAGIC_U32 = 0x00002A2A
 EVENT_ID_INDEX, PROVIDER_INDEX = 3, 14
 TYPE_UINT16, TYPE_STRING = 0x06, 0x01
 _FRAGMENT = (0x0F, 0x01, 0x01, 0x00, 0x0C)  # fragment header, then a template instance token
+_FRAGMENT_U32 = int.from_bytes(bytes(_FRAGMENT[:4]), "little")
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,96 @@ class RecordKeys:
         ]
 
 
-def _u32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Little-endian u32 at each (possibly unaligned) byte offset of `at` (all in bounds)."""
-    at = at.astype(np.int64)
-    return (
-        u8[at].astype(np.int64)
-        | (u8[at + 1].astype(np.int64) << 8)
-        | (u8[at + 2].astype(np.int64) << 16)
-        | (u8[at + 3].astype(np.int64) << 24)
-    )
+def _view(buf: bytes, dtype: str) -> np.ndarray:
+    """`buf` read as `dtype` at every byte offset (an unaligned strided view, no copy): one gather reads
+    a little-endian value at any offsets."""
+    width = np.dtype(dtype).itemsize
+    return np.ndarray(shape=(max(0, len(buf) - width + 1),), dtype=dtype, buffer=buf, strides=(1,))
 
 
-def _u16(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
-    at = at.astype(np.int64)
-    return u8[at].astype(np.int64) | (u8[at + 1].astype(np.int64) << 8)
+@dataclass
+class ScanBatch:
+    """scan_many's answer for a batch of chunks, as flat arrays over all their records (offsets into the
+    joined buffer); `keys(i)` gives one chunk's RecordKeys."""
+
+    count: int  # chunks
+    bad: np.ndarray  # bool per chunk: not accounted for exactly (None from keys())
+    bounds: np.ndarray  # int64, count + 1: chunk i's records are [bounds[i], bounds[i + 1])
+    owner: np.ndarray  # chunk of each record
+    offsets: np.ndarray
+    sizes: np.ndarray
+    record_ids: np.ndarray
+    written: np.ndarray
+    event_ids: np.ndarray
+    unsure: np.ndarray
+    provider_at: np.ndarray
+    provider_len: np.ndarray
+    template_at: np.ndarray
+    candidate: np.ndarray | None
+    buf: bytes  # the chunks joined, 64 KiB each
+
+    def keys(self, index: int) -> RecordKeys | None:
+        """The records of chunk `index` (offsets inside the chunk), or None when it is `bad`."""
+        if self.bad[index]:
+            return None
+        lo, hi = int(self.bounds[index]), int(self.bounds[index + 1])
+        base = index * CHUNK_SIZE
+        provider_at = self.provider_at[lo:hi]
+        template_at = self.template_at[lo:hi]
+        return RecordKeys(
+            offsets=self.offsets[lo:hi] - base,
+            sizes=self.sizes[lo:hi],
+            record_ids=self.record_ids[lo:hi],
+            written=self.written[lo:hi],
+            event_ids=self.event_ids[lo:hi],
+            unsure=self.unsure[lo:hi],
+            provider_at=np.where(provider_at >= 0, provider_at - base, -1),
+            provider_len=self.provider_len[lo:hi],
+            template_at=np.where(template_at >= 0, template_at - base, -1),
+            candidate=None if self.candidate is None else self.candidate[lo:hi],
+        )
+
+    def per_chunk(self, flags: np.ndarray) -> np.ndarray:
+        """How many records of each chunk have `flags` set (int64 per chunk)."""
+        return np.bincount(self.owner[flags], minlength=self.count)
+
+    def ends(self) -> tuple[list[int], ...]:
+        """Per chunk, as lists of ints: (records, earliest written, latest written, id and written time
+        of its first record by id, id and time of its last) - the first and last as a stable sort by
+        record id orders them (the first of equal lowest ids, the last of equal highest ids). Chunks
+        without records hold zeros."""
+        count, bounds = self.count, self.bounds
+        records = np.diff(bounds)
+        filled = records > 0
+        low = np.zeros(count, dtype=np.int64)
+        high = np.zeros(count, dtype=np.int64)
+        first = np.zeros(count, dtype=np.int64)
+        last = np.zeros(count, dtype=np.int64)
+        if len(self.written):
+            starts = bounds[:-1][filled]  # rising: each chunk's records run to the next one's start
+            low[filled] = np.minimum.reduceat(self.written, starts)
+            high[filled] = np.maximum.reduceat(self.written, starts)
+            first, last = bounds[:-1].copy(), bounds[1:] - 1
+            ids = self.record_ids
+            # Record ids rise through a chunk: its first and last records are the ends. Where they do not,
+            # the stable sort decides.
+            falls = self.owner[1:][(ids[1:] <= ids[:-1]) & (self.owner[1:] == self.owner[:-1])]
+            for index in np.unique(falls).tolist():
+                lo, hi = int(bounds[index]), int(bounds[index + 1])
+                order = np.argsort(ids[lo:hi], kind="stable")
+                first[index], last[index] = lo + int(order[0]), lo + int(order[-1])
+            first, last = np.where(filled, first, 0), np.where(filled, last, 0)
+        ids = self.record_ids if len(self.record_ids) else np.zeros(1, dtype=np.uint64)
+        written = self.written if len(self.written) else np.zeros(1, dtype=np.int64)
+        return (
+            records.tolist(),
+            low.tolist(),
+            high.tolist(),
+            ids[first].tolist(),
+            written[first].tolist(),
+            ids[last].tolist(),
+            written[last].tolist(),
+        )
 
 
 def _tail_clean(buf: bytes, base: int, tail: int, end: int) -> bool:
@@ -84,122 +161,123 @@ def scan_many(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = Non
     """scan() of many chunks at once ((data, end) each, 64 KiB data): numpy's cost per call is paid
     once per batch instead of once per chunk. `id_table` (bool by event id) marks each record's
     `candidate`: a sure record whose event id some rule wants."""
-    if not chunks:
-        return []
+    batch = scan_batch(chunks, id_table)
+    return [batch.keys(index) for index in range(batch.count)]
+
+
+def scan_batch(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = None) -> ScanBatch:
+    """scan_many()'s work, left as flat arrays (ScanBatch). With `id_table`, the provider value is read
+    only for candidates (the others never need it); without, for every sure record."""
+    count = len(chunks)
     sizes_ok = [len(data) == CHUNK_SIZE for data, _ in chunks]
     buf = b"".join(data if ok else bytes(CHUNK_SIZE) for (data, _), ok in zip(chunks, sizes_ok, strict=True))
-    count = len(chunks)
     bases = np.arange(count, dtype=np.int64) * CHUNK_SIZE
     ends = np.array([end for _, end in chunks], dtype=np.int64)
     words = np.frombuffer(buf, dtype="<u4").reshape(count, CHUNK_SIZE // 4)
     # Records start 8-aligned: the u32 at every other word from 512 on, as a strided view (no copy).
     last_word = (CHUNK_SIZE - RECORD_HEADER_SIZE) // 4
-    owner, column = np.nonzero(words[:, CHUNK_HEADER_SIZE // 4 : last_word + 1 : 2] == RECORD_MAGIC_U32)
+    found = words[:, CHUNK_HEADER_SIZE // 4 : last_word + 1 : 2] == RECORD_MAGIC_U32
+    owner, column = np.divmod(np.flatnonzero(found), found.shape[1])  # flat: faster than 2-d nonzero
     relative = CHUNK_HEADER_SIZE + column.astype(np.int64) * 8
     inside = relative + RECORD_HEADER_SIZE <= ends[owner]
     owner, relative = owner[inside], relative[inside]
     offsets = bases[owner] + relative
-    u8 = np.frombuffer(buf, dtype=np.uint8)
-    sizes = _u32(u8, offsets + 4)
+    u32 = _view(buf, "<u4")
+    sizes = u32[offsets + 4].astype(np.int64)
     bad = np.zeros(count, dtype=bool)
-    fits = (sizes >= MIN_RECORD_SIZE) & (offsets - bases[owner] + sizes <= CHUNK_SIZE)
+    fits = (sizes >= MIN_RECORD_SIZE) & (relative + sizes <= CHUNK_SIZE)
     bad[owner[~fits]] = True
-    copy = _u32(u8, np.where(fits, offsets + sizes - 4, offsets))
+    copy = u32[np.where(fits, offsets + sizes - 4, offsets)]
     bad[owner[fits & (copy != sizes)]] = True
     nexts = offsets + sizes
     same = owner[:-1] == owner[1:]
     bad[owner[:-1][same & (nexts[:-1] != offsets[1:])]] = True
-    firsts = np.flatnonzero(np.r_[True, ~same]) if len(owner) else np.zeros(0, dtype=np.int64)
-    lasts = np.flatnonzero(np.r_[~same, True]) if len(owner) else np.zeros(0, dtype=np.int64)
-    bad[owner[firsts][offsets[firsts] - bases[owner[firsts]] != CHUNK_HEADER_SIZE]] = True
     has_records = np.zeros(count, dtype=bool)
     has_records[owner] = True
-    for index in np.flatnonzero(~bad).tolist():
-        if not sizes_ok[index]:
-            bad[index] = True
-        elif not has_records[index]:
-            bad[index] = not _tail_clean(buf, index * CHUNK_SIZE, CHUNK_HEADER_SIZE, int(ends[index]))
-    for position in lasts.tolist():
-        index = int(owner[position])
-        if not bad[index]:
-            tail = int(nexts[position] - bases[index])
-            bad[index] = not _tail_clean(buf, index * CHUNK_SIZE, tail, int(ends[index]))
+    if len(owner):
+        firsts = np.flatnonzero(np.r_[True, ~same])
+        bad[owner[firsts][relative[firsts] != CHUNK_HEADER_SIZE]] = True
+        lasts = np.flatnonzero(np.r_[~same, True])
+        tails = np.zeros(count, dtype=np.int64)
+        tails[owner[lasts]] = relative[lasts] + sizes[lasts]
+    else:
+        tails = np.zeros(count, dtype=np.int64)
+    tails[~has_records] = CHUNK_HEADER_SIZE
+    bad |= ~np.array(sizes_ok, dtype=bool)
+    # The slow walk stops at a record's end only where no header fits before `end` or zeros fill the rest.
+    for index in np.flatnonzero(~bad & (tails + RECORD_HEADER_SIZE <= ends)).tolist():
+        bad[index] = not _tail_clean(buf, index * CHUNK_SIZE, int(tails[index]), int(ends[index]))
     keep = ~bad[owner]
     owner, offsets, sizes = owner[keep], offsets[keep], sizes[keep]
-    ids = np.frombuffer(buf, dtype="<u8")[(offsets + 8) // 8].astype(np.uint64)
-    written = np.frombuffer(buf, dtype="<i8")[(offsets + 16) // 8].astype(np.int64)
-    keys = _keys(u8, offsets, sizes, owner, bases)
-    if id_table is not None:
-        keys["candidate"] = ~keys["unsure"] & id_table[np.clip(keys["event_ids"], 0, len(id_table) - 1)]
-    bounds = np.searchsorted(owner, np.arange(count + 1))
-    out: list[RecordKeys | None] = []
-    for index in range(count):
-        if bad[index]:
-            out.append(None)
-            continue
-        lo, hi = int(bounds[index]), int(bounds[index + 1])
-        base = int(bases[index])
-        part = {name: values[lo:hi] for name, values in keys.items()}
-        out.append(
-            RecordKeys(
-                offsets=offsets[lo:hi] - base,
-                sizes=sizes[lo:hi],
-                record_ids=ids[lo:hi],
-                written=written[lo:hi],
-                event_ids=part["event_ids"],
-                unsure=part["unsure"],
-                provider_at=np.where(part["provider_at"] >= 0, part["provider_at"] - base, -1),
-                provider_len=part["provider_len"],
-                template_at=np.where(part["template_at"] >= 0, part["template_at"] - base, -1),
-                candidate=part.get("candidate"),
-            )
-        )
-    return out
+    ids = np.frombuffer(buf, dtype="<u8")[(offsets + 8) // 8]
+    written = np.frombuffer(buf, dtype="<i8")[(offsets + 16) // 8]
+    keys = _keys(buf, offsets, sizes, bases[owner], id_table)
+    return ScanBatch(
+        count=count,
+        bad=bad,
+        bounds=np.searchsorted(owner, np.arange(count + 1)),
+        owner=owner,
+        offsets=offsets,
+        sizes=sizes,
+        record_ids=ids,
+        written=written,
+        buf=buf,
+        **keys,
+    )
 
 
 def _keys(
-    u8: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, owner: np.ndarray, bases: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Event id, provider value and template of each record (offsets into the joined buffer)."""
+    buf: bytes, offsets: np.ndarray, sizes: np.ndarray, base: np.ndarray, id_table: np.ndarray | None
+) -> dict[str, np.ndarray | None]:
+    """Event id, provider value and template of each record (offsets into the joined buffer `buf`;
+    `base`: where each record's chunk starts in it)."""
+    u8 = np.frombuffer(buf, dtype=np.uint8)
+    u16, u32 = _view(buf, "<u2"), _view(buf, "<u4")
     count = len(offsets)
-    limit = len(u8)
+    top = len(u32) - 1  # the last offset a u32 (and so a u16 or u8) can be read at
     ends = offsets + sizes - 4  # the size copy: values must end before it
     body = offsets + RECORD_HEADER_SIZE
-    ok = body + 14 <= ends
-    for k, byte in enumerate(_FRAGMENT):
-        ok &= u8[np.minimum(body + k, limit - 1)] == byte
-    base = bases[owner] if count else np.zeros(0, dtype=np.int64)
-    definition = np.where(ok, _u32(u8, np.minimum(body + 10, limit - 4)), 0)  # chunk-relative
+    ok = (body + 14 <= ends) & (u32[np.minimum(body, top)] == _FRAGMENT_U32)
+    ok &= u8[np.minimum(body + 4, top)] == _FRAGMENT[4]
+    definition = np.where(ok, u32[np.where(ok, body + 10, 0)].astype(np.int64), 0)  # chunk-relative
     resident = ok & (definition == body - base + 14)
-    data_size = np.where(resident, _u32(u8, np.minimum(body + 34, limit - 4)), 0)
+    data_size = np.where(resident, u32[np.minimum(np.where(resident, body + 34, 0), top)].astype(np.int64), 0)
     descriptors = np.where(resident, body + 38 + data_size, body + 14)
     ok &= descriptors + 4 <= ends
     ok &= (definition >= CHUNK_HEADER_SIZE) & (definition + 24 <= CHUNK_SIZE)
-    count_values = np.where(ok, _u32(u8, np.minimum(descriptors, limit - 4)), 0)
+    count_values = np.where(ok, u32[np.where(ok, descriptors, 0)].astype(np.int64), 0)
     ok &= (count_values > EVENT_ID_INDEX) & (descriptors + 4 + 4 * count_values <= ends)
-    position = descriptors + 4 + 4 * count_values  # start of value i, advanced as sizes are added
-    event_ids = np.full(count, -1, dtype=np.int64)
+    first_value = descriptors + 4 + 4 * count_values
+    # Values 0-2's sizes place value 3, the event id: a u16 (descriptor: u16 size, u8 type, u8 0).
+    at = np.where(ok, descriptors + 4, 0)
+    position = first_value + u16[at].astype(np.int64) + u16[at + 4] + u16[at + 8]
+    ok &= (u8[at + 4 * EVENT_ID_INDEX + 2] == TYPE_UINT16) & (u16[at + 4 * EVENT_ID_INDEX] == 2)
+    ok &= position + 2 <= ends
+    event_ids = np.where(ok, u16[np.where(ok, position, 0)].astype(np.int64), -1)
+    candidate = None
+    need = ok & (count_values > PROVIDER_INDEX)
+    if id_table is not None:
+        candidate = ok & id_table[np.clip(event_ids, 0, len(id_table) - 1)]
+        need &= candidate
     provider_at = np.full(count, -1, dtype=np.int64)
     provider_len = np.zeros(count, dtype=np.int64)
-    for index in range(PROVIDER_INDEX + 1):
-        has = ok & (count_values > index)
-        at = np.where(has, descriptors + 4 + 4 * index, 0)
-        size = np.where(has, _u16(u8, at), 0)
-        kind = np.where(has, u8[np.minimum(at + 2, limit - 1)], 0)
-        if index == EVENT_ID_INDEX:
-            ok &= (kind == TYPE_UINT16) & (size == 2) & (position + 2 <= ends)
-            event_ids = np.where(ok, _u16(u8, np.where(ok, position, 0)), -1)
-        if index == PROVIDER_INDEX:
-            named = has & ok & (kind == TYPE_STRING) & (position + size <= ends)
-            provider_at = np.where(named, position, -1)
-            provider_len = np.where(named, size, 0)
-        position = position + size
+    rows = np.flatnonzero(need)
+    if len(rows):
+        # Value 14, the provider name: placed by the sizes of values 0-13.
+        table = u16[descriptors[rows, None] + 4 + 4 * np.arange(PROVIDER_INDEX + 1)].astype(np.int64)
+        where = first_value[rows] + table[:, :PROVIDER_INDEX].sum(axis=1)
+        size = table[:, PROVIDER_INDEX]
+        kind = u8[descriptors[rows] + 4 + 4 * PROVIDER_INDEX + 2]
+        named = (kind == TYPE_STRING) & (where + size <= ends[rows])
+        provider_at[rows[named]] = where[named]
+        provider_len[rows[named]] = size[named]
     return {
         "event_ids": event_ids,
         "unsure": ~ok,
         "provider_at": provider_at,
         "provider_len": provider_len,
         "template_at": np.where(ok, definition + base, -1),
+        "candidate": candidate,
     }
 
 
@@ -209,41 +287,59 @@ def scan(data: bytes, end: int) -> RecordKeys | None:
     return scan_many([(data, end)])[0]
 
 
-def template_text(data: bytes, at: int) -> bytes:
-    """The bytes of the template definition at chunk offset `at` (GUID header and element tree)."""
-    if at < 0 or at + 24 > len(data):
+def template_text(data: bytes, at: int, end: int | None = None) -> bytes:
+    """The bytes of the template definition at offset `at` of `data` (GUID header and element tree), not
+    past `end` (default: the end of `data`, one chunk)."""
+    end = len(data) if end is None else end
+    if at < 0 or at + 24 > end:
         return b""
     size = int.from_bytes(data[at + 20 : at + 24], "little")
-    return data[at : min(len(data), at + 24 + size)]
+    return data[at : min(end, at + 24 + size)]
 
 
-def select(data: bytes, keys: RecordKeys, wanted: Wanted) -> np.ndarray:
-    """Mask of the records that may be wanted: unsure ones, and those whose (provider, event id) may be
-    one of `wanted`'s pairs. A provider literal in the template is looked for in the template's bytes,
-    so the test errs towards decoding."""
+def select(batch: ScanBatch, wanted: Wanted) -> np.ndarray:
+    """Mask of the batch's records that may be wanted: unsure ones, and those whose (provider, event id)
+    may be one of `wanted`'s pairs. A provider literal in the template is looked for in the template's
+    bytes, so the test errs towards decoding. (Answers are cached by event id and provider bytes: a log
+    repeats a few of them.)"""
     by_event_id, any_event_id = wanted.by_event_id, wanted.any_event_id
-    mask = keys.unsure.copy()
+    mask = batch.unsure.copy()
     if any_event_id:
-        candidates = np.flatnonzero(~keys.unsure)
-    elif keys.candidate is not None:
-        candidates = np.flatnonzero(keys.candidate)
+        candidates = np.flatnonzero(~batch.unsure)
+    elif batch.candidate is not None:
+        candidates = np.flatnonzero(batch.candidate)
     else:
-        candidates = np.flatnonzero(~keys.unsure & wanted.id_table[np.clip(keys.event_ids, 0, 65535)])
-    templates: dict[int, bytes] = {}
-    for i in candidates.tolist():
-        providers = by_event_id.get(int(keys.event_ids[i]), frozenset())
+        candidates = np.flatnonzero(~batch.unsure & wanted.id_table[np.clip(batch.event_ids, 0, 65535)])
+    if not len(candidates):
+        return mask
+    buf = batch.buf
+    named: dict[tuple[int, bytes], bool] = {}
+    templates: dict[tuple[int, int], bool] = {}
+    event_ids = batch.event_ids[candidates].tolist()
+    provider_at = batch.provider_at[candidates].tolist()
+    provider_len = batch.provider_len[candidates].tolist()
+    template_at = batch.template_at[candidates].tolist()
+    for i, event_id, at, size, where in zip(
+        candidates.tolist(), event_ids, provider_at, provider_len, template_at, strict=True
+    ):
+        providers = by_event_id.get(event_id, frozenset())
         if providers is None:
             mask[i] = True
             continue
-        providers = providers | any_event_id
-        at = int(keys.provider_at[i])
         if at >= 0:
-            name = data[at : at + int(keys.provider_len[i])].decode("utf-16-le", errors="replace")
-            mask[i] = name.rstrip("\x00").strip().lower() in providers
+            raw = buf[at : at + size]
+            found = named.get((event_id, raw))
+            if found is None:
+                name = raw.decode("utf-16-le", errors="replace").rstrip("\x00").strip().lower()
+                found = named[(event_id, raw)] = name in providers | any_event_id
+            mask[i] = found
             continue
-        where = int(keys.template_at[i])
-        if where not in templates:
-            templates[where] = template_text(data, where).lower()
-        text = templates[where]
-        mask[i] = any(not p.isascii() or p.encode("utf-16-le") in text for p in providers)
+        found = templates.get((event_id, where))
+        if found is None:
+            chunk_end = (where // CHUNK_SIZE + 1) * CHUNK_SIZE
+            text = template_text(buf, where, chunk_end).lower()
+            found = templates[(event_id, where)] = any(
+                not p.isascii() or p.encode("utf-16-le") in text for p in providers | any_event_id
+            )
+        mask[i] = found
     return mask
