@@ -27,6 +27,7 @@ from evtxcorr.parse import prescan, pure, rust, scan
 from evtxcorr.parse.chunks import (
     CHUNK_HEADER_FIELDS,
     CHUNK_HEADER_SIZE,
+    CHUNK_SIZE,
     FILE_HEADER_SIZE,
     BoundExceeded,
     Chunk,
@@ -613,13 +614,14 @@ def _scanned(chunks: Iterator[Chunk], wanted: Wanted | None) -> Iterator[tuple[C
     numpy work: it is most of a large log."""
     first = True
     batch: list[Chunk] = []
+    scratch = bytearray(SCAN_BATCH * CHUNK_SIZE) if wanted is not None else None
 
     def flush() -> Iterator[tuple[Chunk, _Scanned | None]]:
         nonlocal first
         sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
         # Providers wanted whatever the event id: every record's provider is read and looked at.
         table = None if wanted.any_event_id else wanted.id_table  # type: ignore[union-attr]
-        found = scan.scan_batch([(c.data, c.end) for c in sound], table)
+        found = scan.scan_batch([(c.data, c.end) for c in sound], table, scratch)
         unsure = found.per_chunk(found.unsure).tolist()
         selected = scan.select(found, wanted)  # type: ignore[arg-type]
         picked = found.per_chunk(selected).tolist()

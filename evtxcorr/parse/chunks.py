@@ -56,9 +56,35 @@ class BoundExceeded(Exception):
     is given up and counted as failed, never waited for."""
 
 
+_COMPILED: dict[int, tuple[dict[str, tuple[int, str]], struct.Struct, tuple[str, ...]]] = {}
+
+
+def _compiled(layout: dict[str, tuple[int, str]]) -> tuple[struct.Struct, tuple[str, ...]] | None:
+    """One struct for all of `layout`'s little-endian fields (by offset, padding between them), or None
+    when they overlap."""
+    known = _COMPILED.get(id(layout))
+    if known is not None and known[0] is layout:
+        return known[1], known[2]
+    fields = sorted(layout.items(), key=lambda item: item[1][0])
+    parts, at = ["<"], 0
+    for _name, (offset, fmt) in fields:
+        if offset < at or not fmt.startswith("<"):
+            return None
+        parts.append(f"{offset - at}x{fmt[1:]}")
+        at = offset + struct.calcsize(fmt)
+    compiled = struct.Struct("".join(parts))
+    names = tuple(name for name, _ in fields)
+    _COMPILED[id(layout)] = (layout, compiled, names)
+    return compiled, names
+
+
 def read_fields(buf: bytes, layout: dict[str, tuple[int, str]]) -> dict[str, int]:
     """Unpack the fields of `layout` from `buf` (which must be long enough)."""
-    return {name: struct.unpack_from(fmt, buf, off)[0] for name, (off, fmt) in layout.items()}
+    compiled = _compiled(layout)
+    if compiled is None:
+        return {name: struct.unpack_from(fmt, buf, off)[0] for name, (off, fmt) in layout.items()}
+    values = dict(zip(compiled[1], compiled[0].unpack_from(buf), strict=True))
+    return values if compiled[1] == tuple(layout) else {name: values[name] for name in layout}
 
 
 @dataclass(frozen=True)
@@ -260,17 +286,39 @@ def stitched(chunk: Chunk) -> bytes:
     (templates, names, other records' bytes) stays where it was, so chunk offsets still resolve."""
     if chunk.records_end is None:
         return chunk.data
-    data = bytearray(chunk.data)
     offsets = [slot.offset for slot in chunk.slots]
-    for here, there in zip(offsets, [*offsets[1:], chunk.records_end], strict=True):
-        struct.pack_into("<I", data, here + 4, there - here)
-    return bytes(data)
+    ends = [*offsets[1:], chunk.records_end]
+    if any(b - a < 8 for a, b in zip(offsets, offsets[1:], strict=False)) or offsets[-1] + 8 > len(
+        chunk.data
+    ):
+        data = bytearray(chunk.data)  # slots out of order: patched one by one
+        for here, there in zip(offsets, ends, strict=True):
+            struct.pack_into("<I", data, here + 4, there - here)
+        return bytes(data)
+    view = memoryview(chunk.data)  # one copy: the new sizes joined with the bytes between them
+    parts: list[bytes | memoryview] = []
+    done = 0
+    for here, there in zip(offsets, ends, strict=True):
+        parts += [view[done : here + 4], _SIZE.pack(there - here)]
+        done = here + 8
+    parts.append(view[done:])
+    return b"".join(parts)
 
 
-def mini_file(chunk_data: bytes) -> bytes:
-    """A valid one-chunk EVTX file around `chunk_data`: what a whole-file parser accepts."""
+_SIZE = struct.Struct("<I")
+
+
+def _mini_header() -> bytes:
     header = bytearray(FILE_HEADER_SIZE)
     header[0:8] = FILE_MAGIC
     struct.pack_into("<QQQIHHHH", header, 8, 0, 0, 0, 128, 1, 3, FILE_HEADER_SIZE, 1)
     struct.pack_into("<I", header, 124, zlib.crc32(bytes(header[:120])))
-    return bytes(header) + chunk_data
+    return bytes(header)
+
+
+_MINI_HEADER = _mini_header()
+
+
+def mini_file(chunk_data: bytes) -> bytes:
+    """A valid one-chunk EVTX file around `chunk_data`: what a whole-file parser accepts."""
+    return _MINI_HEADER + chunk_data

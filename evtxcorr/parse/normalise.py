@@ -192,10 +192,114 @@ def element_to_record(event: etree._Element, *, written: datetime | str | None =
     }
 
 
+# The Rust backend's form of most events, read by one regular expression (_rust_form) instead of lxml.
+# Text and attribute values hold nothing an XML parser would change or refuse: no markup or reference
+# characters, no CR (line ends are normalised), no tab or LF in attributes (normalised to spaces), no
+# character XML 1.0 excludes. Anything else, and every other element or attribute, goes to lxml.
+_BAD = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\ufffe\\uffff"
+_T = f"[^<>&\\r{_BAD}]*"  # element text
+_A = f'[^<>&"\\t\\n\\r{_BAD}]*'  # attribute value
+_N = "[A-Za-z_][A-Za-z0-9_.-]*"  # element name, without prefix
+_RUST_FORM = re.compile(
+    '<\\?xml version="1\\.0" encoding="utf-8"\\?>\\n'
+    '<Event xmlns="http://schemas\\.microsoft\\.com/win/2004/08/events/event"><System>'
+    f'<Provider(?: Name="(?P<provider>{_A})")?(?: Guid="{_A}")?(?: EventSourceName="{_A}")?></Provider>'
+    f'<EventID(?: Qualifiers="(?P<qualifiers>{_A})")?>(?P<event_id>{_T})</EventID>'
+    f"(?:<Version>(?P<version>{_T})</Version>)?"
+    f"(?:<Level>(?P<level>{_T})</Level>)?"
+    f"(?:<Task>(?P<task>{_T})</Task>)?"
+    f"(?:<Opcode>(?P<opcode>{_T})</Opcode>)?"
+    f"(?:<Keywords>(?P<keywords>{_T})</Keywords>)?"
+    f'<TimeCreated SystemTime="(?P<time>{_A})"></TimeCreated>'
+    f"<EventRecordID>(?P<record_id>{_T})</EventRecordID>"
+    f'(?:<Correlation(?: ActivityID="(?P<activity>{_A})")?(?: RelatedActivityID="{_A}")?></Correlation>)?'
+    f'(?:<Execution ProcessID="(?P<process>{_A})" ThreadID="(?P<thread>{_A})"></Execution>)?'
+    f"(?:<Channel>(?P<channel>{_T})</Channel>)?"
+    f"(?:<Computer>(?P<host>{_T})</Computer>)?"
+    f'(?:<Security(?: UserID="(?P<user>{_A})")?></Security>)?'
+    "</System>"
+    f'(?:<EventData>(?P<data>(?:<Data(?: Name="{_A}")?>{_T}</Data>)*)(?:<Binary>(?P<binary>{_T})</Binary>)?'
+    "</EventData>"
+    f'|<UserData><(?P<root>{_N})(?: xmlns="{_A}")?>(?P<user_data>(?:<(?P<child>{_N})>{_T}</(?P=child)>)*)</(?P=root)></UserData>)?'
+    "</Event>"
+)
+_DATA = re.compile(f'<Data(?: Name="({_A})")?>({_T})</Data>')
+_USER_DATA = re.compile(f"<({_N})>({_T})</\\1>")
+
+
+_GROUPS = ("provider", "qualifiers", "event_id", "version", "level", "task", "opcode", "keywords", "time")
+_GROUPS += (
+    "record_id",
+    "activity",
+    "process",
+    "thread",
+    "channel",
+    "host",
+    "user",
+    "data",
+    "binary",
+    "user_data",
+)
+
+
+def _number(text: str | None) -> int | None:
+    """_int_or_none() of decimal text (anything else raises: _rust_form then leaves it to lxml)."""
+    return int(text) if text else None
+
+
+def _rust_form(xml: str) -> dict[str, object] | None:
+    """element_to_record() of `xml` when it is in the Rust backend's usual form; None when it is not, or
+    when a value does not read (lxml then reads it, and raises what element_to_record raises)."""
+    match = _RUST_FORM.fullmatch(xml)
+    if match is None:
+        return None
+    (provider, qualifiers, event_id, version, level, task, opcode, keywords, stamp) = match.group(
+        *_GROUPS[:9]
+    )
+    (record_id, activity, process, thread, channel, host, user, data, binary, user_data) = match.group(
+        *_GROUPS[9:]
+    )
+    if not stamp.strip():
+        return None
+    try:
+        if data is not None:
+            pairs = _DATA.findall(data)
+            binary = "".join(binary.split()).upper() if binary else ""
+        else:
+            pairs = _USER_DATA.findall(user_data) if user_data is not None else []
+            binary = ""
+        return {
+            "time": parse_time(stamp),
+            "host": host or "",
+            "channel": channel or "",
+            "provider": provider or "",
+            "event_id": int(event_id),
+            "qualifiers": _number(qualifiers),
+            "level": _number(level),
+            "task": _number(task),
+            "opcode": _number(opcode),
+            "version": _number(version),
+            "keywords": _keywords(keywords),
+            "record_id": int(record_id),
+            "process_id": _number(process),
+            "thread_id": _number(thread),
+            "user": (user or "").strip(),
+            "activity_id": _guid(activity),
+            "data": tuple([value for _name, value in pairs]),
+            "data_names": tuple([name for name, _value in pairs]),
+            "binary": binary,
+        }
+    except Exception:  # noqa: BLE001 - lxml's reading raises the error element_to_record gives
+        return None
+
+
 def xml_to_record(xml: str | bytes, *, written: datetime | str | None = None) -> dict[str, object]:
     """Parse one event's XML with the safe parser and normalise it (see element_to_record)."""
     if isinstance(xml, bytes):
         xml = xml.decode("utf-8", errors="replace")
+    record = _rust_form(xml)
+    if record is not None:
+        return record
     # Element names are matched by local name; without the default namespace lxml builds them faster.
     xml = xml.replace(_EVENT_XMLNS, "", 1)
     try:

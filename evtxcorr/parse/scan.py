@@ -31,7 +31,7 @@ RECORD_MAGIC_U32 = 0x00002A2A
 EVENT_ID_INDEX, PROVIDER_INDEX = 3, 14
 TYPE_UINT16, TYPE_STRING = 0x06, 0x01
 _FRAGMENT = (0x0F, 0x01, 0x01, 0x00, 0x0C)  # fragment header, then a template instance token
-_FRAGMENT_U32 = int.from_bytes(bytes(_FRAGMENT[:4]), "little")
+_FRAGMENT_U40 = int.from_bytes(bytes(_FRAGMENT), "little")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class ScanBatch:
     provider_len: np.ndarray
     template_at: np.ndarray
     candidate: np.ndarray | None
-    buf: bytes  # the chunks joined, 64 KiB each
+    buf: bytes | memoryview  # the chunks joined, 64 KiB each (valid while the batch is being selected)
 
     def keys(self, index: int) -> RecordKeys | None:
         """The records of chunk `index` (offsets inside the chunk), or None when it is `bad`."""
@@ -152,9 +152,9 @@ class ScanBatch:
         )
 
 
-def _tail_clean(buf: bytes, base: int, tail: int, end: int) -> bool:
+def _tail_clean(buf: bytes | memoryview, base: int, tail: int, end: int) -> bool:
     """Does the slow walk stop at `tail` (nothing but zeros up to `end`, or no room for a header)?"""
-    return tail + RECORD_HEADER_SIZE > end or not buf[base + tail : base + end].strip(b"\x00")
+    return tail + RECORD_HEADER_SIZE > end or not bytes(buf[base + tail : base + end]).strip(b"\x00")
 
 
 def scan_many(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = None) -> list[RecordKeys | None]:
@@ -165,12 +165,25 @@ def scan_many(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = Non
     return [batch.keys(index) for index in range(batch.count)]
 
 
-def scan_batch(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = None) -> ScanBatch:
+def scan_batch(
+    chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = None, scratch: bytearray | None = None
+) -> ScanBatch:
     """scan_many()'s work, left as flat arrays (ScanBatch). With `id_table`, the provider value is read
-    only for candidates (the others never need it); without, for every sure record."""
+    only for candidates (the others never need it); without, for every sure record. `scratch`: a buffer
+    to join the chunks in, reused from batch to batch (the batch's `buf` is then only valid until the
+    next call with it)."""
     count = len(chunks)
     sizes_ok = [len(data) == CHUNK_SIZE for data, _ in chunks]
-    buf = b"".join(data if ok else bytes(CHUNK_SIZE) for (data, _), ok in zip(chunks, sizes_ok, strict=True))
+    buf: bytes | memoryview
+    if scratch is not None and len(scratch) >= count * CHUNK_SIZE:
+        # Copied into memory already mapped: a new 8 MiB join per batch costs more in page faults.
+        buf = memoryview(scratch)[: count * CHUNK_SIZE]
+        for index, ((data, _), ok) in enumerate(zip(chunks, sizes_ok, strict=True)):
+            buf[index * CHUNK_SIZE : (index + 1) * CHUNK_SIZE] = data if ok else bytes(CHUNK_SIZE)
+    else:
+        buf = b"".join(
+            data if ok else bytes(CHUNK_SIZE) for (data, _), ok in zip(chunks, sizes_ok, strict=True)
+        )
     bases = np.arange(count, dtype=np.int64) * CHUNK_SIZE
     ends = np.array([end for _, end in chunks], dtype=np.int64)
     words = np.frombuffer(buf, dtype="<u4").reshape(count, CHUNK_SIZE // 4)
@@ -227,32 +240,45 @@ def scan_batch(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = No
 
 
 def _keys(
-    buf: bytes, offsets: np.ndarray, sizes: np.ndarray, base: np.ndarray, id_table: np.ndarray | None
+    buf: bytes | memoryview,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    base: np.ndarray,
+    id_table: np.ndarray | None,
 ) -> dict[str, np.ndarray | None]:
     """Event id, provider value and template of each record (offsets into the joined buffer `buf`;
     `base`: where each record's chunk starts in it)."""
     u8 = np.frombuffer(buf, dtype=np.uint8)
-    u16, u32 = _view(buf, "<u2"), _view(buf, "<u4")
+    u16, u32, u64 = _view(buf, "<u2"), _view(buf, "<u4"), _view(buf, "<u8")
     count = len(offsets)
-    top = len(u32) - 1  # the last offset a u32 (and so a u16 or u8) can be read at
+    top = len(u64) - 1  # the last offset a u64 (and so a u32, u16 or u8) can be read at
     ends = offsets + sizes - 4  # the size copy: values must end before it
     body = offsets + RECORD_HEADER_SIZE
-    ok = (body + 14 <= ends) & (u32[np.minimum(body, top)] == _FRAGMENT_U32)
-    ok &= u8[np.minimum(body + 4, top)] == _FRAGMENT[4]
-    definition = np.where(ok, u32[np.where(ok, body + 10, 0)].astype(np.int64), 0)  # chunk-relative
+    # The record's first 16 bytes in two reads: fragment header and template instance token (5 bytes),
+    # then the definition's chunk offset at byte 10 (u32).
+    ok = body + 14 <= ends
+    head = u64[np.where(ok, body, 0)]
+    ok &= (head & 0xFF_FFFF_FFFF) == _FRAGMENT_U40
+    definition = np.where(ok, (u64[np.where(ok, body + 8, 0)] >> np.uint64(16)) & 0xFFFF_FFFF, 0).astype(
+        np.int64
+    )
     resident = ok & (definition == body - base + 14)
     data_size = np.where(resident, u32[np.minimum(np.where(resident, body + 34, 0), top)].astype(np.int64), 0)
     descriptors = np.where(resident, body + 38 + data_size, body + 14)
     ok &= descriptors + 4 <= ends
     ok &= (definition >= CHUNK_HEADER_SIZE) & (definition + 24 <= CHUNK_SIZE)
-    count_values = np.where(ok, u32[np.where(ok, descriptors, 0)].astype(np.int64), 0)
+    # Value count (u32), then descriptors of 4 bytes (u16 size, u8 type, u8 0): count and values 0-3
+    # in three reads, their sizes placing value 3, the event id (a u16).
+    at = np.minimum(np.where(ok, descriptors, 0), top)
+    counted = u64[at]
+    count_values = (counted & 0xFFFF_FFFF).astype(np.int64)
     ok &= (count_values > EVENT_ID_INDEX) & (descriptors + 4 + 4 * count_values <= ends)
     first_value = descriptors + 4 + 4 * count_values
-    # Values 0-2's sizes place value 3, the event id: a u16 (descriptor: u16 size, u8 type, u8 0).
-    at = np.where(ok, descriptors + 4, 0)
-    position = first_value + u16[at].astype(np.int64) + u16[at + 4] + u16[at + 8]
-    ok &= (u8[at + 4 * EVENT_ID_INDEX + 2] == TYPE_UINT16) & (u16[at + 4 * EVENT_ID_INDEX] == 2)
-    ok &= position + 2 <= ends
+    middle = u64[np.minimum(at + 8, top)]  # sizes of values 1 and 2
+    third = u32[np.minimum(at + 16, top)]  # value 3: size and type
+    position = first_value + ((counted >> np.uint64(32)) & 0xFFFF).astype(np.int64)
+    position += (middle & 0xFFFF).astype(np.int64) + ((middle >> np.uint64(32)) & 0xFFFF).astype(np.int64)
+    ok &= (((third >> 16) & 0xFF) == TYPE_UINT16) & ((third & 0xFFFF) == 2) & (position + 2 <= ends)
     event_ids = np.where(ok, u16[np.where(ok, position, 0)].astype(np.int64), -1)
     candidate = None
     need = ok & (count_values > PROVIDER_INDEX)
@@ -287,14 +313,14 @@ def scan(data: bytes, end: int) -> RecordKeys | None:
     return scan_many([(data, end)])[0]
 
 
-def template_text(data: bytes, at: int, end: int | None = None) -> bytes:
+def template_text(data: bytes | memoryview, at: int, end: int | None = None) -> bytes:
     """The bytes of the template definition at offset `at` of `data` (GUID header and element tree), not
     past `end` (default: the end of `data`, one chunk)."""
     end = len(data) if end is None else end
     if at < 0 or at + 24 > end:
         return b""
     size = int.from_bytes(data[at + 20 : at + 24], "little")
-    return data[at : min(end, at + 24 + size)]
+    return bytes(data[at : min(end, at + 24 + size)])
 
 
 def select(batch: ScanBatch, wanted: Wanted) -> np.ndarray:
@@ -327,7 +353,7 @@ def select(batch: ScanBatch, wanted: Wanted) -> np.ndarray:
             mask[i] = True
             continue
         if at >= 0:
-            raw = buf[at : at + size]
+            raw = bytes(buf[at : at + size])
             found = named.get((event_id, raw))
             if found is None:
                 name = raw.decode("utf-16-le", errors="replace").rstrip("\x00").strip().lower()
