@@ -16,18 +16,15 @@ cluster.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from evtxcorr.hosts import node_key, split_host
 from evtxcorr.model import Cluster, Incident
 from evtxcorr.ruleset import Ruleset
-
-# A NetBIOS or DNS host name as a cluster event writes it; anything else is not taken as a node.
-_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*")
 
 
 @dataclass(frozen=True)
@@ -40,23 +37,6 @@ class Mention:
     node_domain: str  # the domain written with the node name, '' when the event gives a short name
     name: str  # the node as written (short name upper-cased when that is all the event gives)
     row: int
-
-
-def split_host(name: str) -> tuple[str, str]:
-    """('hv01', 'contoso.local') from 'HV01.contoso.local'; ('hv01', '') from 'HV01'."""
-    text = str(name).strip().rstrip(".")
-    key, _, domain = text.partition(".")
-    return key.lower(), domain.lower()
-
-
-def node_key(value: object) -> tuple[str, str] | None:
-    """(host key, domain) of a node name found in an event, or None if it is not a host name."""
-    if not isinstance(value, str):  # no payload value there (NaN, None): an export without payload
-        return None
-    text = value.strip()
-    if not _NODE_NAME.fullmatch(text):
-        return None
-    return split_host(text)
 
 
 def mentions(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], ruleset: Ruleset) -> list[Mention]:

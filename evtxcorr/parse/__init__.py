@@ -16,10 +16,9 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
@@ -430,9 +429,10 @@ def _placeable(time: object) -> bool:
     return isinstance(time, datetime) and time.tzinfo is not None and _EARLIEST < time < _LATEST
 
 
-# Times pandas can hold, a day in from its limits: room for HOLE_MARGIN on either side.
-_EARLIEST = (pd.Timestamp.min.ceil("s").tz_localize("UTC") + pd.Timedelta(days=1)).to_pydatetime()
-_LATEST = (pd.Timestamp.max.floor("s").tz_localize("UTC") - pd.Timedelta(days=1)).to_pydatetime()
+# Times pandas can hold (1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807), a day in
+# from its limits: room for HOLE_MARGIN on either side. Written out: parsing never imports pandas.
+_EARLIEST = datetime(1677, 9, 22, 0, 12, 44, tzinfo=UTC)
+_LATEST = datetime(2262, 4, 10, 23, 47, 16, tzinfo=UTC)
 
 
 Hole = tuple[datetime | None, datetime | None]

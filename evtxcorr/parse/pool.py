@@ -9,6 +9,7 @@ would ship the whole table between processes.
 from __future__ import annotations
 
 import multiprocessing
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -38,21 +39,39 @@ def parse_parallel(
     jobs: list[tuple[Source, InputEntry]], backend: str, wanted: Wanted, workers: int
 ) -> Iterator[tuple[Source, list[dict], InputEntry]]:
     """(source, records, entry as the worker filled it) for each job, in the order given; largest
-    files are started first so the pool drains evenly."""
+    files are started first so the pool drains evenly. The workers start now, not at the first
+    next(): the caller may do other work (imports) while they parse."""
     order = sorted(range(len(jobs)), key=lambda i: -_size(jobs[i][0]))
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=worker_defaults) as pool:
-        futures: dict[int, Future] = {}
-        try:
-            for index in order:
-                source, entry = jobs[index]
-                futures[index] = pool.submit(_parse_file, source, entry, backend, wanted)
-            for index, (source, _entry) in enumerate(jobs):
-                records, filled = futures[index].result()
-                yield source, records, filled
-        finally:
-            for future in futures.values():
-                future.cancel()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=worker_defaults)
+    futures: dict[int, Future] = {}
+    try:
+        for index in order:
+            source, entry = jobs[index]
+            futures[index] = pool.submit(_parse_file, source, entry, backend, wanted)
+    except BaseException:
+        _stop(pool, futures)
+        raise
+    results = _in_order(pool, futures, jobs)
+    weakref.finalize(results, _stop, pool, futures)  # also when dropped before its first next()
+    return results
+
+
+def _in_order(
+    pool: ProcessPoolExecutor, futures: dict[int, Future], jobs: list[tuple[Source, InputEntry]]
+) -> Iterator[tuple[Source, list[dict], InputEntry]]:
+    try:
+        for index, (source, _entry) in enumerate(jobs):
+            records, filled = futures[index].result()
+            yield source, records, filled
+    finally:
+        _stop(pool, futures)
+
+
+def _stop(pool: ProcessPoolExecutor, futures: dict[int, Future]) -> None:
+    for future in futures.values():
+        future.cancel()
+    pool.shutdown(wait=True)
 
 
 def _size(source: Source) -> int:
