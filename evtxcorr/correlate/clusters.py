@@ -48,13 +48,14 @@ def mentions(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], rulese
             by_detection.setdefault(name, []).append(row)
     found: list[Mention] = []
     for detection, field in ruleset.settings.node_names:
-        rows = [row for row in by_detection.get(detection, ()) if row in frame.index]
-        if not rows or not field.startswith("param") or not field[5:].isdigit():
+        rows = frame.index.intersection(by_detection.get(detection, []), sort=False)
+        if not len(rows) or not field.startswith("param") or not field[5:].isdigit():
             continue
         table = frame.loc[rows, ["host", "data"]]
         values = table["data"].str.get(int(field[5:]) - 1)
+        named_by: dict[object, tuple[str, str] | None] = {}  # a few node names, written thousands of times
         for row, host, value in zip(table.index, table["host"], values, strict=True):
-            named = node_key(value)
+            named = named_by[value] if value in named_by else named_by.setdefault(value, node_key(value))
             if named is None:
                 continue
             logged_by, domain = split_host(host)
