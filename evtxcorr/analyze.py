@@ -32,6 +32,7 @@ from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
+from evtxcorr.parse.guard import call_guarded
 from evtxcorr.parse.normalise import filetime_to_datetime
 from evtxcorr.parse.plan import decode_whole
 from evtxcorr.parse.pool import parse_parallel, worth_it
@@ -239,7 +240,12 @@ def _wanted(sources: list[Source], ruleset: Ruleset, options: Options) -> tuple[
     if options.all_records or any(source.kind != "evtx" for source in sources):
         return None
     pairs = wanted_pairs(ruleset)
-    return None if pairs is None else (pairs, decode_whole(sources))
+    if pairs is None:
+        return None
+    # decode_whole reads first records with the evtx parser: guarded like parsing (a child killed
+    # there leaves every file decoded whole, which is exact, only slower)
+    every = {source.entry_id for source in sources}
+    return pairs, call_guarded(lambda: decode_whole(sources), every)
 
 
 def read_all(
