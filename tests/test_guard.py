@@ -1,19 +1,21 @@
 """A hang or a death inside the evtx parser costs one chunk, never the run (issue 15, guard.py).
 
 The evtx parser is replaced, in the guarded child (fork inherits the test's monkeypatches), by one that
-hangs or dies on one chosen chunk. The hang is a catastrophic regular expression: it runs in C inside
-`_sre`, holding the GIL and never returning to the interpreter, so no Python signal handler or thread
-of that process could stop it, as with a stuck Rust call; a pure-Python loop is tried too. Only the
-kernel (the watchdog's SIGPROF, default action) ends either. What is checked: the run ends, the chunk is
-read with python-evtx, a warning names it, every other record and every ledger count is as in a run
-without the fault. No wall-clock bound: the watchdog counts CPU time and the test only waits for it.
+hangs or dies on one chosen chunk. The main hang is `any(itertools.repeat(False))`: a loop in C that
+holds the GIL, never returns to the interpreter and never checks for signals, so no Python signal
+handler or thread of that process can stop it, as with a stuck Rust call (checked by hand: SIGALRM with
+a raising handler does not interrupt it; a catastrophic regex does get interrupted, so it is no
+stand-in). A pure-Python loop is tried too. Only the kernel (the watchdog's SIGPROF, default action)
+ends either. What is checked: the run ends, the chunk is read with python-evtx, a warning names it,
+every other record and every ledger count is as in a run without the fault. No wall-clock bound: the
+watchdog counts CPU time and the test only waits for it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import re
 import signal
 import struct
 import subprocess
@@ -49,8 +51,21 @@ def _first_id(log: Path, index: int) -> int:
 
 
 def _c_hang() -> None:
-    """Exponential backtracking inside the C regex engine: holds the GIL, never returns in practice."""
-    re.match(r"(a+)+$", "a" * 64 + "b")
+    """A C loop that holds the GIL and never checks for signals: never returns."""
+    any(itertools.repeat(False))
+
+
+def test_the_stand_in_hang_is_deaf_to_python_signal_handlers() -> None:
+    """_c_hang stands for a stuck Rust call: a Python handler (due at 0.2 s of CPU) never runs, only the
+    kernel's default action for SIGPROF (at 1 s) ends the process."""
+    code = (
+        "import itertools, signal, sys\n"
+        "signal.signal(signal.SIGVTALRM, lambda *_: sys.exit(3))\n"
+        "signal.setitimer(signal.ITIMER_VIRTUAL, 0.2)\n"
+        "signal.setitimer(signal.ITIMER_PROF, 1.0)\n"
+        "any(itertools.repeat(False))\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == -signal.SIGPROF
 
 
 def _python_hang() -> None:
@@ -293,7 +308,7 @@ def test_selective_pool_past_a_hang(
 # --- signals: the parent stopped while its children are stuck ------------------------------------------
 
 HUNG_RUN = """
-import re, sys
+import itertools, sys
 import evtx
 from evtxcorr.parse import guard
 
@@ -301,7 +316,7 @@ guard.WATCHDOG_CPU_SECONDS = 3600.0
 
 class Hung:
     def __init__(self, *args, **kwargs):
-        re.match(r"(a+)+$", "a" * 64 + "b")
+        any(itertools.repeat(False))  # in C, holding the GIL, deaf to Python signal handlers
 
 evtx.PyEvtxParser = Hung
 from evtxcorr.cli import main
