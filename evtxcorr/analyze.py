@@ -32,7 +32,7 @@ from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
-from evtxcorr.parse.guard import call_guarded
+from evtxcorr.parse.guard import Workers, call_guarded, parse_guarded
 from evtxcorr.parse.normalise import filetime_to_datetime
 from evtxcorr.parse.plan import decode_whole
 from evtxcorr.parse.pool import parse_parallel, worth_it
@@ -270,33 +270,40 @@ def read_all(
     else:
         selective = []
     in_pool = {source.entry_id for source in selective}
-    for source in sources:
-        entry = ledger.get(source.entry_id)
-        if source.entry_id in in_pool:
-            done, records, filled = next(pooled)
-            assert done is source
-            vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
-            yield from records
+    with Workers(
+        None if wanted is None else wanted[0]
+    ) as guarded:  # the guarded child processes reading the other .evtx files (reused)
+        for source in sources:
+            entry = ledger.get(source.entry_id)
+            if source.entry_id in in_pool:
+                done, records, filled = next(pooled)
+                assert done is source
+                vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
+                yield from records
+                if progress:
+                    progress(source, entry.records, True, 0, entry.chunks_decoded)
+                continue
+            pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
+
+            def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
+                if progress:
+                    progress(source, entry.records, False, scanned, entry.chunks_decoded)
+
+            on_progress = tick if progress else None
+            if source.kind == "evtx":
+                records = parse_guarded(
+                    source,
+                    entry,
+                    backend=options.backend,
+                    wanted=pairs,
+                    on_progress=on_progress,
+                    workers=guarded,
+                )
+            else:
+                records = read_source(source, entry, source_tz=options.source_tz, on_progress=on_progress)
+            for count, record in enumerate(records, start=1):
+                if progress and count % 4096 == 0:
+                    progress(source, entry.records, False)
+                yield record
             if progress:
                 progress(source, entry.records, True, 0, entry.chunks_decoded)
-            continue
-        pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
-
-        def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
-            if progress:
-                progress(source, entry.records, False, scanned, entry.chunks_decoded)
-
-        records = read_source(
-            source,
-            entry,
-            backend=options.backend,
-            source_tz=options.source_tz,
-            wanted=pairs,
-            on_progress=tick if progress else None,
-        )
-        for count, record in enumerate(records, start=1):
-            if progress and count % 4096 == 0:
-                progress(source, entry.records, False)
-            yield record
-        if progress:
-            progress(source, entry.records, True, 0, entry.chunks_decoded)

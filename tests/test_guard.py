@@ -397,3 +397,26 @@ def test_a_guarded_child_never_forks_another(log: Path, monkeypatch: pytest.Monk
     count = len(_plain(log)[0])
     assert guard.call_guarded(inner, None) == (False, count)
     assert len(_guarded(log)[0]) == count  # from here, a child is started
+
+
+@pytest.mark.parametrize("all_records", [True, False])
+def test_one_worker_reads_every_file_in_turn(
+    bundles_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, all_records: bool
+) -> None:
+    """A fork costs ~10 ms: a run with --jobs 1 forks one worker for all its files (plus one for the
+    selective plan's first records), and gives the same answers as in-process parsing."""
+    bundle = bundles_dir / SCENARIO
+    forks: list[object] = []
+    real = guard._Worker.__init__
+
+    def counting(worker: guard._Worker, wanted: object) -> None:
+        forks.append(wanted)
+        real(worker, wanted)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(guard._Worker, "__init__", counting)
+    guarded = analyze([bundle], Options(work_dir=tmp_path, jobs=1, all_records=all_records))
+    assert len(forks) == 1 and len(guarded.ledger.entries) == 16
+    monkeypatch.setattr(guard, "available", lambda: False)
+    plain = analyze([bundle], Options(work_dir=tmp_path, jobs=1, all_records=all_records))
+    assert [e.as_dict() for e in guarded.ledger.entries] == [e.as_dict() for e in plain.ledger.entries]
+    assert guarded.frame.equals(plain.frame)

@@ -1,9 +1,11 @@
 """Every .evtx parse runs in a forked child process, so that a hang inside pyevtx-rs costs a chunk.
 
 A hang inside one pyevtx-rs call (creating the parser, or one next() on its records) holds the GIL: no
-signal handler or thread of the process can stop it. So parse() of a file runs in a child forked from
-this process (everything is imported already), which sends its records back in batches over a pipe,
-then the file's filled ledger entry; the parent's generator yields them, so callers keep streaming.
+signal handler or thread of the process can stop it. So parse() of a file runs in a worker, a child
+forked from this process (everything is imported already) that reads file after file for one pass
+(Workers: a fork costs ~10 ms, and bundles hold hundreds of small logs). It sends each file's records
+back in batches over a pipe, then the filled ledger entry; the parent's generator yields them, so
+callers keep streaming.
 
 In the child only, each chunk's Rust calls run under a CPU-time timer (ITIMER_PROF: user and system
 time) whose signal, SIGPROF, keeps its default action: the kernel kills the child, stuck in Rust or
@@ -106,18 +108,24 @@ def _share(record: dict, shared: dict[object, object]) -> dict:
     return record
 
 
-def _child(
-    conn: Connection,
-    where: Any,
-    source: Source,
-    entry: InputEntry,
-    options: dict[str, Any],
-    skip: int,
-    progress: bool,
-) -> None:
-    """Parse in the child; send ('records', [...]) batches (after the first `skip` records), progress,
-    then ('done', entry) or ('raise', exception)."""
+def _serve(conn: Connection, where: Any, wanted: Wanted | None) -> None:
+    """A worker: parse one file per request (source, entry, options, skip, progress) until the parent
+    closes the pipe. `wanted` is the one the worker was forked with (requests say whether to use it)."""
     _become_child(where)
+    while True:
+        try:
+            source, entry, options, skip, progress = conn.recv()
+        except (EOFError, OSError):
+            return
+        options["wanted"] = wanted if options.pop("selective") else None
+        _parse_one(conn, source, entry, options, skip, progress)
+
+
+def _parse_one(
+    conn: Connection, source: Source, entry: InputEntry, options: dict[str, Any], skip: int, progress: bool
+) -> None:
+    """Send ('records', [...]) batches (after the first `skip` records), progress, then ('done', entry)
+    or ('raise', exception)."""
 
     def tick(scanned: int) -> None:
         conn.send(("progress", scanned, entry.records, entry.chunks, entry.chunks_skipped))
@@ -135,13 +143,11 @@ def _child(
         if batch:
             conn.send(("records", batch))
         conn.send(("done", entry))
-    except BaseException as exc:  # noqa: BLE001 - raised in the parent, as an in-process parse would
+    except Exception as exc:  # noqa: BLE001 - raised in the parent, as an in-process parse would
         try:
             conn.send(("raise", exc))
         except Exception:  # noqa: BLE001 - an exception that does not pickle
             conn.send(("raise", RuntimeError(f"{type(exc).__name__}: {exc}")))
-    finally:
-        conn.close()
 
 
 # --- in the parent -----------------------------------------------------------------------------------
@@ -156,17 +162,93 @@ def _signal_name(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+class _Worker:
+    """A forked child serving parse requests, reused file after file (a fork costs ~10 ms)."""
+
+    def __init__(self, wanted: Wanted | None) -> None:
+        context = multiprocessing.get_context("fork")
+        self.wanted = wanted
+        self.where = context.RawArray("q", 2)  # armed (0/1), chunk index: shared with the child
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(theirs, self.where, wanted), name="evtxcorr-parse", daemon=True
+        )
+        with deferred():  # a signal inside fork's Python callbacks would be lost: raised after it
+            self.process.start()
+        theirs.close()
+
+    def reap(self) -> int | None:
+        """Wait for the (dead or dying) child; its exit code."""
+        self.conn.close()
+        self.process.join()
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        self.conn.close()
+        if self.process.exitcode is None:
+            self.process.kill()
+        self.process.join()
+
+
+class Workers:
+    """The guarded children of one reading pass (read_all, parse_many): idle ones are reused; all are
+    killed on close(). Forked when first needed, so they see the process as it is then."""
+
+    def __init__(self, wanted: Wanted | None = None) -> None:
+        self.wanted = wanted  # what new workers are forked with, unless a request needs another
+        self.idle: list[_Worker] = []
+        self.busy: set[_Worker] = set()
+
+    def take(self, wanted: Wanted | None) -> _Worker:
+        """An idle worker that can serve `wanted`, else a new one."""
+        for worker in self.idle:
+            if wanted is None or worker.wanted is wanted:
+                self.idle.remove(worker)
+                break
+        else:
+            worker = _Worker(self.wanted if wanted is None else wanted)
+        self.busy.add(worker)
+        return worker
+
+    def give_back(self, worker: _Worker) -> None:
+        self.busy.discard(worker)
+        self.idle.append(worker)
+
+    def drop(self, worker: _Worker) -> int | None:
+        """A worker that died: reaped, forgotten; its exit code."""
+        self.busy.discard(worker)
+        return worker.reap()
+
+    def kill(self, worker: _Worker) -> None:
+        self.busy.discard(worker)
+        worker.kill()
+
+    def close(self) -> None:
+        for worker in [*self.busy, *self.idle]:
+            worker.kill()
+        self.busy.clear()
+        self.idle.clear()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 class _Task:
-    """One file parsed in guarded children: started again in a fresh child after each death."""
+    """One file parsed by guarded workers: started again in a fresh one after each death."""
 
     def __init__(
         self,
+        workers: Workers,
         source: Source,
         entry: InputEntry,
         backend: str,
         wanted: Wanted | None,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
+        self.workers = workers
         self.source, self.entry, self.backend, self.wanted = source, entry, backend, wanted
         self.initial = copy.deepcopy(entry)  # what each child starts from (progress updates `entry`)
         self.on_progress = on_progress
@@ -176,42 +258,34 @@ class _Task:
         self.sent = 0  # records received from children (a new child does not send them again)
         self.unexplained: list[str] = []
         self.finished = False
-        self.process: Any = None
-        self.conn: Connection | None = None
+        self.worker: _Worker | None = None
+
+    @property
+    def conn(self) -> Connection:
+        assert self.worker is not None
+        return self.worker.conn
 
     def start(self) -> None:
-        context = multiprocessing.get_context("fork")
-        self.where = context.RawArray("q", 2)  # armed (0/1), chunk index: shared with the child
-        receive, send = context.Pipe(duplex=False)
         options: dict[str, Any] = {
             "backend": pure.NAME if self.everything else self.backend,
-            "wanted": self.wanted,
+            "selective": self.wanted is not None,
             "rust_banned": _Everything() if self.everything else frozenset(self.banned),
         }
-        self.process = context.Process(
-            target=_child,
-            args=(
-                send,
-                self.where,
-                self.source,
-                self.initial,
-                options,
-                self.sent,
-                self.on_progress is not None,
-            ),
-            name="evtxcorr-parse",
-            daemon=True,
-        )
-        with deferred():  # a signal inside fork's Python callbacks would be lost: raised after it
-            self.process.start()
-        send.close()
-        self.conn = receive
+        request = (self.source, self.initial, options, self.sent, self.on_progress is not None)
+        for _attempt in range(3):  # an idle worker may have died meanwhile (OOM killer): take another
+            self.worker = self.workers.take(self.wanted)
+            try:
+                self.worker.conn.send(request)
+                return
+            except OSError:
+                self.workers.drop(self.worker)
+        raise RuntimeError("no parser process could be started")
 
     def step(self) -> list[dict]:
         """Take one message from the child (blocking); the records it carries."""
-        assert self.conn is not None
+        assert self.worker is not None
         try:
-            message = self.conn.recv()
+            message = self.worker.conn.recv()
         except (EOFError, OSError):
             self._died()
             return []
@@ -225,8 +299,10 @@ class _Task:
                 self.entry.records = max(self.entry.records, self.sent)
                 self.on_progress(_scanned)
             return []
-        self._reap()
+        self.workers.give_back(self.worker)
+        self.worker = None
         if kind == "raise":
+            self.finished = True
             raise message[1]
         vars(self.entry).update(vars(message[1]))  # the child's accounting, on the parent's entry
         for note in self.notes:
@@ -236,8 +312,10 @@ class _Task:
 
     def _died(self) -> None:
         """The child ended without its entry: ban the chunk it died in and start again, or give up."""
-        in_rust, index = self.where[0], self.where[1]
-        exitcode = self._reap()
+        assert self.worker is not None
+        in_rust, index = self.worker.where[0], self.worker.where[1]
+        exitcode = self.workers.drop(self.worker)
+        self.worker = None
         cause = _signal_name(exitcode)
         if in_rust and not self.everything:
             offset = FILE_HEADER_SIZE + index * CHUNK_SIZE
@@ -282,21 +360,11 @@ class _Task:
             entry.skip(reason)
         self.finished = True
 
-    def _reap(self) -> int | None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        self.process.join()
-        return self.process.exitcode
-
     def stop(self) -> None:
-        """Kill the child, if one is running (the caller stopped early, or was interrupted)."""
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.process is not None and self.process.exitcode is None:
-            self.process.kill()
-            self.process.join()
+        """Kill the worker if it is still on this file (the caller stopped early, or was interrupted)."""
+        if self.worker is not None:
+            self.workers.kill(self.worker)
+            self.worker = None
 
 
 def parse_guarded(
@@ -306,27 +374,33 @@ def parse_guarded(
     backend: str = rust.NAME,
     wanted: Wanted | None = None,
     on_progress: Callable[[int], None] | None = None,
+    workers: Workers | None = None,
 ) -> Iterator[dict]:
-    """parse() of one .evtx source in guarded children (module docstring): the same records and entry,
-    plus a warning per chunk the evtx parser was killed on. The entry is filled when the iterator ends
-    (while it runs, records and chunk counts are kept up to date for progress)."""
+    """parse() of one .evtx source in a guarded worker (module docstring): the same records and entry,
+    plus a warning per chunk the evtx parser was killed on. `workers`: reuse those (else one is forked
+    for this file). The entry is filled when the iterator ends (while it runs, records and chunk
+    counts are kept up to date for progress)."""
     if not available():
         yield from parse(source, entry, backend=backend, wanted=wanted, on_progress=on_progress)
         return
-    task = _Task(source, entry, backend, wanted, on_progress)
+    own = workers is None
+    pool = Workers() if workers is None else workers
+    task = _Task(pool, source, entry, backend, wanted, on_progress)
     try:
         task.start()
         while not task.finished:
             yield from task.step()
     finally:
         task.stop()
+        if own:
+            pool.close()
 
 
 def parse_many(
     jobs: list[tuple[Source, InputEntry]], backend: str, wanted: Wanted | None, workers: int
 ) -> Iterator[tuple[Source, list[dict], InputEntry]]:
-    """(source, records, entry filled) for each job, in the order given, parsed in at most `workers`
-    guarded children at once, largest files started first (`jobs` entries are filled in place)."""
+    """(source, records, entry filled) for each job, in the order given, parsed by at most `workers`
+    guarded workers at once, largest files started first (`jobs` entries are filled in place)."""
     if not available():
         for source, entry in jobs:
             yield source, list(parse(source, entry, backend=backend, wanted=wanted)), entry
@@ -335,12 +409,12 @@ def parse_many(
     tasks: dict[int, _Task] = {}
     records: dict[int, list[dict]] = {}
     running: dict[int, _Task] = {}
-    try:
+    with Workers(wanted) as pool:
         for index, (source, entry) in enumerate(jobs):
             while not (index in tasks and tasks[index].finished):
                 while pending and len(running) < max(1, workers):
                     started = pending.popleft()
-                    tasks[started] = running[started] = _Task(*jobs[started], backend, wanted)
+                    tasks[started] = running[started] = _Task(pool, *jobs[started], backend, wanted)
                     records[started] = []
                     running[started].start()
                 by_conn = {task.conn: number for number, task in running.items()}
@@ -350,9 +424,6 @@ def parse_many(
                     if running[number].finished:
                         del running[number]
             yield source, records.pop(index), entry
-    finally:
-        for task in running.values():
-            task.stop()
 
 
 def source_size(source: Source) -> int:
