@@ -97,7 +97,9 @@ def analyze(
         if on_sources:
             on_sources(sources)
         check_zones(sources, options.source_tz)
-        records = read_all(sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options))
+        records = read_all(
+            sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options, ledger)
+        )
         frame = to_frame(records, ledger)
     signals, maybe = match_unknown(frame, ruleset)  # maybe: rows of exports without payload
     clusters, offsets, incidents, findings, rejected = _per_cluster(
@@ -233,7 +235,9 @@ def check_zones(sources: list[Source], source_tz: str | None) -> None:
             raise InputError(zone_error(local))
 
 
-def _wanted(sources: list[Source], ruleset: Ruleset, options: Options) -> tuple[Wanted, set[int]] | None:
+def _wanted(
+    sources: list[Source], ruleset: Ruleset, options: Options, ledger: Ledger
+) -> tuple[Wanted, set[int]] | None:
     """What selective parsing decodes (the rules' pairs) and which files it decodes whole (plan.py);
     None to decode everything: --all-records, rules that pin no pairs, or exports in the inputs (their
     records are paired with the .evtx records they copy, which needs those decoded)."""
@@ -242,10 +246,16 @@ def _wanted(sources: list[Source], ruleset: Ruleset, options: Options) -> tuple[
     pairs = wanted_pairs(ruleset)
     if pairs is None:
         return None
-    # decode_whole reads first records with the evtx parser: guarded like parsing (a child killed
-    # there leaves every file decoded whole, which is exact, only slower)
-    every = {source.entry_id for source in sources}
-    return pairs, call_guarded(lambda: decode_whole(sources), every)
+    # decode_whole reads first records with the evtx parser: guarded like parsing. A child killed there
+    # leaves every file decoded whole: exact, only slower.
+    whole = call_guarded(lambda: decode_whole(sources), None)
+    if whole is None:
+        ledger.warn(
+            "the evtx parser was killed while reading the logs' first records (to plan selective "
+            "parsing): every log decoded whole"
+        )
+        whole = {source.entry_id for source in sources}
+    return pairs, whole
 
 
 def read_all(

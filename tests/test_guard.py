@@ -305,6 +305,27 @@ def test_selective_pool_past_a_hang(
     assert len(rows) == len(_rows_of(plain, chunk)) and set(rows["parser"]) == {pure.NAME}
 
 
+def test_a_hang_while_planning_selective_parsing_decodes_every_log_whole(
+    bundles_dir: Path, log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """plan.decode_whole reads each log's first record with the evtx parser, in a guarded child too."""
+    bundle = bundles_dir / SCENARIO
+    plain = analyze([bundle], Options(work_dir=tmp_path, jobs=1, all_records=True))
+    monkeypatch.setattr(guard, "WATCHDOG_CPU_SECONDS", 1.0)
+    _fault_on(monkeypatch, _first_id(log, 0), _c_hang, "create")
+    hung = analyze([bundle], Options(work_dir=tmp_path, jobs=1))
+    assert hung.ledger.warnings[-1] == (
+        "the evtx parser was killed while reading the logs' first records (to plan selective parsing): "
+        "every log decoded whole"
+    )
+    assert hung.ledger.totals() == plain.ledger.totals()  # nothing left undecoded
+    assert [(f.incident, f.cause, f.confidence) for f in hung.findings] == [
+        (f.incident, f.cause, f.confidence) for f in plain.findings
+    ]
+    [(path, note)] = _extra_warnings(hung, plain)
+    assert path.endswith("HV01/System.evtx") and note.startswith("chunk 0 at offset 4096: ")
+
+
 # --- signals: the parent stopped while its children are stuck ------------------------------------------
 
 HUNG_RUN = """
