@@ -22,6 +22,7 @@ from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
+from evtxcorr.parse.guard import Workers, call_guarded, parse_guarded
 from evtxcorr.parse.plan import decode_whole
 from evtxcorr.parse.pool import parse_parallel, worth_it
 from evtxcorr.ruleset import Ruleset, load_ruleset, with_builtin
@@ -84,7 +85,9 @@ def analyze(
         if on_sources:
             on_sources(sources)
         check_zones(sources, options.source_tz)
-        records = read_all(sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options))
+        records = read_all(
+            sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options, ledger)
+        )
         with _long_lived_frozen():
             # The later stages import pandas (about 0.3 s): here, while the parse workers already run.
             from evtxcorr.conclude import conclude
@@ -134,14 +137,27 @@ def check_zones(sources: list[Source], source_tz: str | None) -> None:
             raise InputError(zone_error(local))
 
 
-def _wanted(sources: list[Source], ruleset: Ruleset, options: Options) -> tuple[Wanted, set[int]] | None:
+def _wanted(
+    sources: list[Source], ruleset: Ruleset, options: Options, ledger: Ledger
+) -> tuple[Wanted, set[int]] | None:
     """What selective parsing decodes (the rules' pairs) and which files it decodes whole (plan.py);
     None to decode everything: --all-records, rules that pin no pairs, or exports in the inputs (their
     records are paired with the .evtx records they copy, which needs those decoded)."""
     if options.all_records or any(source.kind != "evtx" for source in sources):
         return None
     pairs = wanted_pairs(ruleset)
-    return None if pairs is None else (pairs, decode_whole(sources))
+    if pairs is None:
+        return None
+    # decode_whole reads first records with the evtx parser: guarded like parsing. A child killed there
+    # leaves every file decoded whole: exact, only slower.
+    whole = call_guarded(lambda: decode_whole(sources), None)
+    if whole is None:
+        ledger.warn(
+            "the evtx parser was killed while reading the logs' first records (to plan selective "
+            "parsing): every log decoded whole"
+        )
+        whole = {source.entry_id for source in sources}
+    return pairs, whole
 
 
 def read_all(
@@ -179,33 +195,40 @@ def _read_in_order(
     pooled: Iterator[tuple[Source, list[dict], InputEntry]],
 ) -> Iterator[dict]:
     in_pool = {source.entry_id for source in selective}
-    for source in sources:
-        entry = ledger.get(source.entry_id)
-        if source.entry_id in in_pool:
-            done, records, filled = next(pooled)
-            assert done is source
-            vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
-            yield from records
+    with Workers(
+        None if wanted is None else wanted[0]
+    ) as guarded:  # the guarded child processes reading the other .evtx files (reused)
+        for source in sources:
+            entry = ledger.get(source.entry_id)
+            if source.entry_id in in_pool:
+                done, records, filled = next(pooled)
+                assert done is source
+                vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
+                yield from records
+                if progress:
+                    progress(source, entry.records, True, 0, entry.chunks_decoded)
+                continue
+            pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
+
+            def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
+                if progress:
+                    progress(source, entry.records, False, scanned, entry.chunks_decoded)
+
+            on_progress = tick if progress else None
+            if source.kind == "evtx":
+                records = parse_guarded(
+                    source,
+                    entry,
+                    backend=options.backend,
+                    wanted=pairs,
+                    on_progress=on_progress,
+                    workers=guarded,
+                )
+            else:
+                records = read_source(source, entry, source_tz=options.source_tz, on_progress=on_progress)
+            for count, record in enumerate(records, start=1):
+                if progress and count % 4096 == 0:
+                    progress(source, entry.records, False)
+                yield record
             if progress:
                 progress(source, entry.records, True, 0, entry.chunks_decoded)
-            continue
-        pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
-
-        def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
-            if progress:
-                progress(source, entry.records, False, scanned, entry.chunks_decoded)
-
-        records = read_source(
-            source,
-            entry,
-            backend=options.backend,
-            source_tz=options.source_tz,
-            wanted=pairs,
-            on_progress=tick if progress else None,
-        )
-        for count, record in enumerate(records, start=1):
-            if progress and count % 4096 == 0:
-                progress(source, entry.records, False)
-            yield record
-        if progress:
-            progress(source, entry.records, True, 0, entry.chunks_decoded)

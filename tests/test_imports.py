@@ -22,7 +22,7 @@ ruleset = load_ruleset(with_builtin([]))
 ledger = Ledger()
 with tempfile.TemporaryDirectory() as work:
     sources = discover([Path(sys.argv[1])], ledger, work_dir=Path(work))
-    wanted = _wanted(sources, ruleset, Options())
+    wanted = _wanted(sources, ruleset, Options(), ledger)
     assert wanted is not None
     records = list(read_all(sources, ledger, Options(jobs=1), wanted=wanted))
     assert records and any(entry.records_undecoded for entry in ledger.entries)
