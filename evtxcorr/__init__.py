@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("evtxcorr")
-except PackageNotFoundError:  # running from a checkout without an install
-    __version__ = "0.0.0+checkout"
+__version__ = "0.1.0"  # pyproject.toml reads it from here
 
 __all__ = ["__version__", "analyze"]
 

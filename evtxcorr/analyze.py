@@ -1,44 +1,33 @@
 """analyze(): the one place that wires the stages together, in order, one way.
 
 discover -> parse -> table -> match detections -> correlate -> diagnose -> Report (render/ writes it).
+The stages after parsing (table.py, conclude.py) are imported once parsing has started: they bring in
+pandas, which the parse workers never need.
 """
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
-
 from evtxcorr import __version__
-from evtxcorr.correlate import clock, correlate
-from evtxcorr.correlate.clusters import (
-    collected_hosts,
-    find_clusters,
-    mentions,
-    renumber,
-    rows_by_cluster,
-    split_host,
-)
-from evtxcorr.diagnose import Coverage, diagnose
-from evtxcorr.diagnose.coverage import Span, holes_by_log
-from evtxcorr.diagnose.verdicts import finalize
 from evtxcorr.discover import discover
 from evtxcorr.errors import InputError
 from evtxcorr.ledger import InputEntry, Ledger
-from evtxcorr.model import ClockOffset, Cluster, Finding, Incident, Report, Source
+from evtxcorr.model import Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
-from evtxcorr.parse.normalise import filetime_to_datetime
+from evtxcorr.parse.guard import Workers, call_guarded, parse_guarded
 from evtxcorr.parse.plan import decode_whole
 from evtxcorr.parse.pool import parse_parallel, worth_it
-from evtxcorr.ruleset import Ruleset, Signals, load_ruleset, match_unknown, with_builtin
+from evtxcorr.ruleset import Ruleset, load_ruleset, with_builtin
 from evtxcorr.ruleset.wanted import Wanted, wanted_pairs
 from evtxcorr.signals import temporary_folder
-from evtxcorr.table import to_frame
 
 # Called as progress(source, records_so_far, finished[, bytes_scanned, chunks_decoded]) while parsing;
 # the CLI draws a bar with it (progress.Progress.update).
@@ -96,12 +85,19 @@ def analyze(
         if on_sources:
             on_sources(sources)
         check_zones(sources, options.source_tz)
-        records = read_all(sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options))
-        frame = to_frame(records, ledger)
-    signals, maybe = match_unknown(frame, ruleset)  # maybe: rows of exports without payload
-    clusters, offsets, incidents, findings, rejected = _per_cluster(
-        frame, signals, maybe, ruleset, options, ledger
-    )
+        records = read_all(
+            sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options, ledger)
+        )
+        with _long_lived_frozen():
+            # The later stages import pandas (about 0.3 s): here, while the parse workers already run.
+            from evtxcorr.conclude import conclude
+            from evtxcorr.table import to_frame
+
+            gc.freeze()  # pandas too
+            frame = to_frame(records, ledger)
+            signals, maybe, clusters, offsets, incidents, findings, rejected = conclude(
+                frame, ruleset, options, ledger
+            )
     return Report(
         version=__version__,
         generated=datetime.now(UTC),
@@ -120,108 +116,17 @@ def analyze(
     )
 
 
-# --- correlate and diagnose one cluster at a time: one cluster never vouches for another -------------
-
-
-def _subset(signals: Signals, rows: Iterable[int]) -> Signals:
-    return {row: signals[row] for row in rows if row in signals}
-
-
-def _per_cluster(
-    frame: pd.DataFrame,
-    signals: Signals,
-    maybe: Signals,
-    ruleset: Ruleset,
-    options: Options,
-    ledger: Ledger,
-) -> tuple[list[Cluster], list[ClockOffset], list[Incident], list[Finding], list[Finding]]:
-    """Clusters found in the inputs, then each one's clock offsets, incidents, findings and rejected
-    causes, computed from that cluster's rows alone. Rows that only `maybe` match (payload not in the
-    input) open incidents; they never name nodes or measure clocks, which read payload values."""
-    hosts = collected_hosts(frame, (host for entry in ledger.entries for host in entry.hosts))
-    clusters = find_clusters(hosts, mentions(frame, signals, ruleset), options.nodes)
-    if not clusters:  # no host in any log: nothing to correlate
-        return [], [], [], [], []
-    several = len(clusters) > 1
-    every = sorted({*signals, *maybe})
-    mine = rows_by_cluster(frame, every, clusters) if several else [every]
-    cluster_signals = [_subset(signals, rows) for rows in mine]
-    cluster_maybe = [_subset(maybe, rows) for rows in mine]
-    clock_settings = clock.clock_settings(ruleset.settings.clock)
-    measured = [clock.estimate(frame, subset, clock_settings) for subset in cluster_signals]
-    found = [
-        correlate(
-            frame,
-            {row: subset.get(row, ()) + possible.get(row, ()) for row in rows},
-            ruleset,
-            gap_s=options.gap_s,
-            lookback_s=options.lookback_s,
-            lookahead_s=options.lookahead_s,
-            skew_s=options.skew_s,
-            offsets=clock.offsets_s(offsets),
-        )
-        for rows, subset, possible, offsets in zip(
-            mine, cluster_signals, cluster_maybe, measured, strict=True
-        )
-    ]
-    numbered = renumber(list(zip(clusters, found, strict=True)))
-    slack = ruleset.settings.coverage_slack_s
-    by_cluster = rows_by_cluster(frame, frame.index, clusters) if several else [None] * len(clusters)
-    host_of_row = frame["host_key"]
-    findings: list[Finding] = []
-    rejected: list[Finding] = []
-    for cluster, subset, possible, offsets, incidents, rows in zip(
-        clusters, cluster_signals, cluster_maybe, measured, numbered, by_cluster, strict=True
-    ):
-        # where a damaged log lost records (its holes), it vouches for nothing
-        holes = holes_by_log(_of_cluster(ledger, cluster if several else None))
-        coverage = Coverage.from_frame(frame.loc[rows] if rows is not None else frame, slack, holes)
-        coverage = coverage.extended(undecoded_spans(ledger, cluster if several else None))
-        reported, ruled_out = diagnose(
-            frame,
-            incidents,
-            subset,
-            ruleset,
-            threshold=options.threshold,
-            skew_s=options.skew_s,
-            coverage=coverage,
-            nodes=cluster.nodes,
-            maybe=possible,
-        )
-        reported, ruled_out = finalize(reported, ruled_out, ruleset, clock=offsets, host_of_row=host_of_row)
-        name = cluster.name if several else None
-        findings += [replace(f, cluster=name) for f in reported]
-        rejected += [replace(f, cluster=name) for f in ruled_out]
-    incidents = sorted((i for group in numbered for i in group), key=lambda i: int(i.id[1:]))
-    order = {incident.id: number for number, incident in enumerate(incidents)}
-    findings.sort(key=lambda f: order[f.incident])
-    rejected.sort(key=lambda f: order[f.incident])
-    return clusters, [o for offsets in measured for o in offsets], incidents, findings, rejected
-
-
-def _of_cluster(ledger: Ledger, cluster: Cluster | None) -> list[InputEntry]:
-    """The ledger's entries, or those whose logs were written by `cluster`'s hosts."""
-    if cluster is None:
-        return ledger.entries
-    members = {(key, cluster.domain) for key in cluster.hosts}
-    return [e for e in ledger.entries if any(split_host(host) in members for host in e.hosts)]
-
-
-def undecoded_spans(ledger: Ledger, cluster: Cluster | None = None) -> list[tuple[tuple[str, str], Span]]:
-    """((host key, channel), (first, last)) of the records each log holds but selective parsing did not
-    decode (of `cluster`'s hosts only, when given). A log of several hosts or channels is left out:
-    which of them its undecoded records belong to is not known, so they vouch for nothing."""
-    members = {(key, cluster.domain) for key in cluster.hosts} if cluster is not None else None
-    spans = []
-    for entry in ledger.entries:
-        if entry.undecoded_span is None or len(entry.hosts) != 1 or len(entry.channels) != 1:
-            continue
-        if members is not None and split_host(entry.hosts[0]) not in members:
-            continue
-        lo, hi = (filetime_to_datetime(ticks) for ticks in entry.undecoded_span)
-        key = (entry.hosts[0].split(".", 1)[0].lower(), entry.channels[0])  # as table.host_keys
-        spans.append((key, (pd.Timestamp(lo), pd.Timestamp(hi))))
-    return spans
+@contextmanager
+def _long_lived_frozen() -> Iterator[None]:
+    """What is alive now (modules, the rules; gc.freeze() again to add more) kept out of the garbage
+    collector's scans while the table is built and judged: every full collection would walk it again
+    (0.1 s each on a 1 GB bundle's run). Objects made meanwhile are collected as usual; all unfrozen
+    at the end."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def check_zones(sources: list[Source], source_tz: str | None) -> None:
@@ -232,14 +137,27 @@ def check_zones(sources: list[Source], source_tz: str | None) -> None:
             raise InputError(zone_error(local))
 
 
-def _wanted(sources: list[Source], ruleset: Ruleset, options: Options) -> tuple[Wanted, set[int]] | None:
+def _wanted(
+    sources: list[Source], ruleset: Ruleset, options: Options, ledger: Ledger
+) -> tuple[Wanted, set[int]] | None:
     """What selective parsing decodes (the rules' pairs) and which files it decodes whole (plan.py);
     None to decode everything: --all-records, rules that pin no pairs, or exports in the inputs (their
     records are paired with the .evtx records they copy, which needs those decoded)."""
     if options.all_records or any(source.kind != "evtx" for source in sources):
         return None
     pairs = wanted_pairs(ruleset)
-    return None if pairs is None else (pairs, decode_whole(sources))
+    if pairs is None:
+        return None
+    # decode_whole reads first records with the evtx parser: guarded like parsing. A child killed there
+    # leaves every file decoded whole: exact, only slower.
+    whole = call_guarded(lambda: decode_whole(sources), None)
+    if whole is None:
+        ledger.warn(
+            "the evtx parser was killed while reading the logs' first records (to plan selective "
+            "parsing): every log decoded whole"
+        )
+        whole = {source.entry_id for source in sources}
+    return pairs, whole
 
 
 def read_all(
@@ -252,7 +170,8 @@ def read_all(
 ) -> Iterator[dict]:
     """Every record of every source (with `wanted`, only those a rule may match: the others are counted
     on the ledger entry), in order, each file accounted for on its ledger entry. Selectively parsed
-    .evtx files are read in a process pool of options.jobs workers (default: the CPU count)."""
+    .evtx files are read in a process pool of options.jobs workers (default: the CPU count), started
+    before this returns."""
     selective = (
         [] if wanted is None else [s for s in sources if s.kind == "evtx" and s.entry_id not in wanted[1]]
     )
@@ -263,34 +182,53 @@ def read_all(
         pooled = parse_parallel(jobs, options.backend, wanted[0], workers)
     else:
         selective = []
+    return _read_in_order(sources, ledger, options, progress, wanted, selective, pooled)
+
+
+def _read_in_order(
+    sources: list[Source],
+    ledger: Ledger,
+    options: Options,
+    progress: ProgressHook | None,
+    wanted: tuple[Wanted, set[int]] | None,
+    selective: list[Source],
+    pooled: Iterator[tuple[Source, list[dict], InputEntry]],
+) -> Iterator[dict]:
     in_pool = {source.entry_id for source in selective}
-    for source in sources:
-        entry = ledger.get(source.entry_id)
-        if source.entry_id in in_pool:
-            done, records, filled = next(pooled)
-            assert done is source
-            vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
-            yield from records
+    with Workers(
+        None if wanted is None else wanted[0]
+    ) as guarded:  # the guarded child processes reading the other .evtx files (reused)
+        for source in sources:
+            entry = ledger.get(source.entry_id)
+            if source.entry_id in in_pool:
+                done, records, filled = next(pooled)
+                assert done is source
+                vars(entry).update(vars(filled))  # the worker's accounting, on the parent's entry
+                yield from records
+                if progress:
+                    progress(source, entry.records, True, 0, entry.chunks_decoded)
+                continue
+            pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
+
+            def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
+                if progress:
+                    progress(source, entry.records, False, scanned, entry.chunks_decoded)
+
+            on_progress = tick if progress else None
+            if source.kind == "evtx":
+                records = parse_guarded(
+                    source,
+                    entry,
+                    backend=options.backend,
+                    wanted=pairs,
+                    on_progress=on_progress,
+                    workers=guarded,
+                )
+            else:
+                records = read_source(source, entry, source_tz=options.source_tz, on_progress=on_progress)
+            for count, record in enumerate(records, start=1):
+                if progress and count % 4096 == 0:
+                    progress(source, entry.records, False)
+                yield record
             if progress:
                 progress(source, entry.records, True, 0, entry.chunks_decoded)
-            continue
-        pairs = None if wanted is None or source.entry_id in wanted[1] else wanted[0]
-
-        def tick(scanned: int, source: Source = source, entry: InputEntry = entry) -> None:
-            if progress:
-                progress(source, entry.records, False, scanned, entry.chunks_decoded)
-
-        records = read_source(
-            source,
-            entry,
-            backend=options.backend,
-            source_tz=options.source_tz,
-            wanted=pairs,
-            on_progress=tick if progress else None,
-        )
-        for count, record in enumerate(records, start=1):
-            if progress and count % 4096 == 0:
-                progress(source, entry.records, False)
-            yield record
-        if progress:
-            progress(source, entry.records, True, 0, entry.chunks_decoded)

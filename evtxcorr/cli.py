@@ -239,8 +239,6 @@ def analyze(
     from evtxcorr.analyze import analyze as run_analysis
     from evtxcorr.output import plan_outputs, write_reports
     from evtxcorr.progress import Progress
-    from evtxcorr.render import render
-    from evtxcorr.summary import nothing_usable, summary_lines
 
     try:
         plan = plan_outputs(output, formats, inputs=paths)
@@ -262,6 +260,9 @@ def analyze(
     )
     with Progress(enabled=not quiet) as progress:
         report = run_analysis(list(paths), options, on_sources=progress.start, progress=progress.update)
+    from evtxcorr.render import render  # pandas, jinja2: imported once parsing has started
+    from evtxcorr.summary import nothing_usable, summary_lines
+
     unusable = nothing_usable(report.ledger, paths)
     if unusable:
         raise EvtxcorrError(unusable)
@@ -279,7 +280,7 @@ def analyze(
 
 def _node_list(value: str | None) -> tuple[str, ...]:
     """'HV01, hv02.contoso.local' -> ('HV01', 'hv02.contoso.local'); a name that is no host name is an error."""
-    from evtxcorr.correlate.clusters import node_key
+    from evtxcorr.hosts import node_key
 
     names = tuple(part.strip() for part in (value or "").split(",") if part.strip())
     bad = [name for name in names if node_key(name) is None]

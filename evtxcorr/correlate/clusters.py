@@ -16,18 +16,15 @@ cluster.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from evtxcorr.hosts import node_key, split_host
 from evtxcorr.model import Cluster, Incident
 from evtxcorr.ruleset import Ruleset
-
-# A NetBIOS or DNS host name as a cluster event writes it; anything else is not taken as a node.
-_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*")
 
 
 @dataclass(frozen=True)
@@ -42,23 +39,6 @@ class Mention:
     row: int
 
 
-def split_host(name: str) -> tuple[str, str]:
-    """('hv01', 'contoso.local') from 'HV01.contoso.local'; ('hv01', '') from 'HV01'."""
-    text = str(name).strip().rstrip(".")
-    key, _, domain = text.partition(".")
-    return key.lower(), domain.lower()
-
-
-def node_key(value: object) -> tuple[str, str] | None:
-    """(host key, domain) of a node name found in an event, or None if it is not a host name."""
-    if not isinstance(value, str):  # no payload value there (NaN, None): an export without payload
-        return None
-    text = value.strip()
-    if not _NODE_NAME.fullmatch(text):
-        return None
-    return split_host(text)
-
-
 def mentions(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], ruleset: Ruleset) -> list[Mention]:
     """Every node named by position in a cluster event (settings `node_names`), with who logged it."""
     by_detection: dict[str, list[int]] = {}
@@ -68,13 +48,14 @@ def mentions(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], rulese
             by_detection.setdefault(name, []).append(row)
     found: list[Mention] = []
     for detection, field in ruleset.settings.node_names:
-        rows = [row for row in by_detection.get(detection, ()) if row in frame.index]
-        if not rows or not field.startswith("param") or not field[5:].isdigit():
+        rows = frame.index.intersection(by_detection.get(detection, []), sort=False)
+        if not len(rows) or not field.startswith("param") or not field[5:].isdigit():
             continue
         table = frame.loc[rows, ["host", "data"]]
         values = table["data"].str.get(int(field[5:]) - 1)
+        named_by: dict[object, tuple[str, str] | None] = {}  # a few node names, written thousands of times
         for row, host, value in zip(table.index, table["host"], values, strict=True):
-            named = node_key(value)
+            named = named_by[value] if value in named_by else named_by.setdefault(value, node_key(value))
             if named is None:
                 continue
             logged_by, domain = split_host(host)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import bisect
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
@@ -73,7 +72,7 @@ def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
     wanted_ids = None if every else {slot.record_id for slot in wanted}
     result = ChunkResult()
     unfit = prescan.unfit(chunk)
-    for item in rust.parse_chunk(prescan.for_rust(stitched(chunk), unfit), wanted_ids):
+    for item in rust.parse_chunk(prescan.for_rust(stitched(chunk), unfit), wanted_ids, chunk.index):
         if isinstance(item, Exception):
             result.errors.setdefault(None, f"(record not located) {item}")
             if isinstance(item, rust.RustPanic | BoundExceeded):
@@ -138,6 +137,7 @@ class _Tally:
     chunk_ends: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)  # chunk -> times read
     lost_chunks: list[int] = field(default_factory=list)  # chunks lost whose record ids are unknown
     direct: list[tuple[datetime, datetime]] = field(default_factory=list)  # holes placed by neighbours
+    rust_banned: Container[int] = frozenset()  # chunks read with python-evtx only (parse's option)
     # chunks read selectively: (index, *_Scanned.ends), turned into marks and chunk_ends only when a loss
     # needs placing (_note_scanned)
     scanned: list[tuple[int, ...]] = field(default_factory=list)
@@ -161,7 +161,11 @@ def _read_chunk(
     headers: np.ndarray | None = None,
 ) -> Iterator[dict]:
     """The `wanted` records of one readable chunk, primary backend first, the other for what it missed.
-    `headers`: the ids of every record header in the chunk, when only some are decoded (selective)."""
+    `headers`: the ids of every record header in the chunk, when only some are decoded (selective).
+    A chunk in `tally.rust_banned` is read with python-evtx alone."""
+    banned = chunk.index in tally.rust_banned
+    if banned:
+        backend = pure.NAME
     primary = BACKENDS[backend](chunk, wanted)
     if primary.stopped:
         tally.stopped.append(f"chunk {chunk.index}: {backend} stopped part way ({primary.stopped})")
@@ -169,7 +173,7 @@ def _read_chunk(
     missing = [slot for slot in wanted if slot.offset not in taken]
     errors = {off: f"{backend}: {text}" for off, text in primary.errors.items()}
     unplaced = [(rec, backend) for rec in primary.unplaced]
-    if missing or (not taken and not unplaced):
+    if (missing or (not taken and not unplaced)) and not banned:
         second = _other(backend)
         fallback = BACKENDS[second](chunk, missing)
         if not taken and not unplaced and fallback.unplaced:  # the walk found no header at all
@@ -441,9 +445,10 @@ def _placeable(time: object) -> bool:
     return isinstance(time, datetime) and time.tzinfo is not None and _EARLIEST < time < _LATEST
 
 
-# Times pandas can hold, a day in from its limits: room for HOLE_MARGIN on either side.
-_EARLIEST = (pd.Timestamp.min.ceil("s").tz_localize("UTC") + pd.Timedelta(days=1)).to_pydatetime()
-_LATEST = (pd.Timestamp.max.floor("s").tz_localize("UTC") - pd.Timedelta(days=1)).to_pydatetime()
+# Times pandas can hold (1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807), a day in
+# from its limits: room for HOLE_MARGIN on either side. Written out: parsing never imports pandas.
+_EARLIEST = datetime(1677, 9, 22, 0, 12, 44, tzinfo=UTC)
+_LATEST = datetime(2262, 4, 10, 23, 47, 16, tzinfo=UTC)
 
 
 Hole = tuple[datetime | None, datetime | None]
@@ -688,6 +693,7 @@ def parse(
     chunk_filter: Callable[[bytes], bool] | None = None,
     wanted: Wanted | None = None,
     on_progress: Callable[[int], None] | None = None,
+    rust_banned: Container[int] = frozenset(),
 ) -> Iterator[dict]:
     """Records of one EVTX source, in file order, with provenance (file, chunk, offset, parser).
 
@@ -696,12 +702,14 @@ def parse(
     match, plus the file's first record; the others are counted from their record headers
     (`entry.records_undecoded`, `entry.undecoded_span`) and a chunk with none is not decoded at all.
     `on_progress(bytes_scanned)` is called every PROGRESS_CHUNKS chunks.
+    `rust_banned`: indexes of chunks read with python-evtx alone (their Rust calls killed a guarded
+    child process: guard.py, which runs parse() for every caller).
     The entry is updated as reading goes and finalised when the iterator ends or is closed.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     entry.format = "evtx"
-    tally = _Tally()
+    tally = _Tally(rust_banned=rust_banned)
     header_chunks: int | None = None
     try:
         header = _check_header(source, entry)
@@ -752,10 +760,12 @@ def read_source(
     wanted: Wanted | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
-    """Records of a source of any kind: .evtx through parse() (selectively with `wanted`), an export
-    (XML, CSV, JSON) through its reader in parse/exports/ (READERS, keyed by Source.kind)."""
+    """Records of a source of any kind: .evtx through parse() (selectively with `wanted`) in a guarded
+    child process (guard.py), an export (XML, CSV, JSON) through its reader in parse/exports/ (READERS,
+    keyed by Source.kind)."""
     from evtxcorr.parse.exports import READERS
+    from evtxcorr.parse.guard import parse_guarded
 
     if source.kind == "evtx":
-        return parse(source, entry, backend=backend, wanted=wanted, on_progress=on_progress)
+        return parse_guarded(source, entry, backend=backend, wanted=wanted, on_progress=on_progress)
     return READERS[source.kind](source, entry, source_tz=source_tz)

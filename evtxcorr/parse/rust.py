@@ -8,13 +8,15 @@ again, so errors are caught on next() and iteration continues.
 A Rust panic surfaces as pyo3's PanicException, which derives from BaseException: it is caught here
 and ends the chunk (the parser's state is not trusted after it), as does CHUNK_CPU_SECONDS of this
 thread's CPU time spent on one chunk. Either way the records not read are left to the other backend.
+A hang inside one call cannot be caught here (it holds the GIL): in a guarded child process (guard.py)
+`watch` is set, and each chunk's calls run under a CPU-time watchdog that kills the process.
 """
 
 from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import evtx
@@ -25,6 +27,9 @@ from evtxcorr.parse.normalise import xml_to_record
 NAME = "evtx"
 MAX_CONSECUTIVE_ERRORS = 1000  # a parser that keeps raising without progress is given up on
 CHUNK_CPU_SECONDS = 10.0  # per chunk (this thread's CPU time, checked between records)
+# Set in a guarded child only (guard.py): called with a chunk's index before its Rust calls (note where
+# the process is, arm the watchdog) and with None once they are over.
+watch: Callable[[int | None], None] | None = None
 
 
 class RustPanic(Exception):
@@ -73,11 +78,25 @@ def _convert(item: dict) -> tuple[int, dict | Exception]:
 
 
 def parse_chunk(
-    chunk_data: bytes, wanted_ids: set[int] | None = None
+    chunk_data: bytes, wanted_ids: set[int] | None = None, index: int = -1
 ) -> Iterator[tuple[int, dict | Exception | None] | Exception]:
     """(record id, record dict or error) per record of one chunk; a bare Exception for a record the
     parser failed on before knowing its id. With `wanted_ids`, records whose id is not in it are
-    yielded as (id, None), unconverted (turning XML into a dict is most of the cost)."""
+    yielded as (id, None), unconverted (turning XML into a dict is most of the cost). `index`: the
+    chunk's, for the watchdog of a guarded child (`watch`)."""
+    armed = watch
+    if armed is not None:
+        armed(index)
+    try:
+        yield from _parse_chunk(chunk_data, wanted_ids)
+    finally:
+        if armed is not None:
+            armed(None)
+
+
+def _parse_chunk(
+    chunk_data: bytes, wanted_ids: set[int] | None
+) -> Iterator[tuple[int, dict | Exception | None] | Exception]:
     deadline = time.thread_time() + CHUNK_CPU_SECONDS
     try:
         parser = evtx.PyEvtxParser(

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from evtxcorr.errors import Location, RuleError
 from evtxcorr.resources import data_dir
@@ -30,6 +30,9 @@ from evtxcorr.ruleset.model import (
     settings_overrides,
 )
 from evtxcorr.ruleset.yamlload import Doc, load_file
+
+if TYPE_CHECKING:  # matching takes a frame; loading rules never imports pandas
+    import pandas as pd
 
 __all__ = [
     "Cause",

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sigma.correlations import (
     SigmaCorrelationCondition,
     SigmaCorrelationConditionOperator,
@@ -34,6 +33,9 @@ from sigma.correlations import (
 
 from evtxcorr.ruleset.model import Detection, Issue, Settings
 from evtxcorr.ruleset.yamlload import Doc
+
+if TYPE_CHECKING:  # evaluation imports pandas when it runs: loading rules never needs it
+    import pandas as pd
 
 SUPPORTED_TYPES = {
     SigmaCorrelationType.EVENT_COUNT: "event_count",
@@ -165,6 +167,8 @@ def correlation_from_doc(
 
 def _group_values(view: Any, field: str, pos: np.ndarray) -> pd.Series:
     """One value per row (None where absent or empty) of a single-valued field."""
+    import pandas as pd
+
     if view.fields.get(field) == HOST_COLUMN:
         return pd.Series(view.array("host_key")[pos], dtype=object)
     owners, values, _numeric = view.values(field, pos)
@@ -179,6 +183,8 @@ def _events(
     view: Any, rule: SigmaCorrelationRule, references: Sequence[str], hits: Mapping[str, np.ndarray]
 ) -> pd.DataFrame:
     """Matched events of the referenced rules: position, time (ns), rule index, group key, value."""
+    import pandas as pd
+
     value_field = rule.condition.fieldref if rule.type is SigmaCorrelationType.VALUE_COUNT else None
     parts = []
     for index, name in enumerate(references):

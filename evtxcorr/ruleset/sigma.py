@@ -15,10 +15,9 @@ UserData element), matched by name.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
@@ -28,6 +27,9 @@ from evtxcorr.errors import Location
 from evtxcorr.ruleset import correlation
 from evtxcorr.ruleset.model import Detection, Issue, Settings
 from evtxcorr.ruleset.yamlload import Doc
+
+if TYPE_CHECKING:  # evaluation imports pandas when it runs: loading rules (and parsing) never needs it
+    import pandas as pd
 
 # `i`, `m`, `s`: the regular-expression flags (ignore case, multi-line, dot matches newline).
 SUPPORTED_MODIFIERS = frozenset({"contains", "startswith", "endswith", "re", "i", "m", "s", "all"})
@@ -253,6 +255,8 @@ class FrameView:
         """A numeric column as float64 (NaN where empty), for direct numpy comparison."""
         key = f"#{column}"
         if key not in self._arrays:
+            import pandas as pd
+
             numeric = pd.to_numeric(self.frame[column], errors="coerce")
             self._arrays[key] = numeric.to_numpy(dtype="float64", na_value=np.nan)
         return self._arrays[key]
@@ -263,6 +267,8 @@ class FrameView:
         Owners is None when each row has exactly one value (aligned with `pos`); otherwise values
         are the exploded elements and owners[i] the row position each came from.
         """
+        import pandas as pd
+
         column = self.fields.get(field)
         if column in MULTI_VALUED:
             return _explode(self.array(column), pos)
@@ -280,6 +286,8 @@ class FrameView:
 
 
 def _explode(column: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, pd.Series, bool]:
+    import pandas as pd
+
     exploded = pd.Series(column[pos], index=pos, dtype=object).explode()
     exploded = exploded[exploded.notna()]
     return exploded.index.to_numpy(dtype=np.int64), exploded.reset_index(drop=True), False
@@ -315,6 +323,8 @@ def _regex_test(values: pd.Series, value: SigmaRegularExpression) -> np.ndarray:
 
 
 def _value_test(values: pd.Series, value: Any, numeric: bool) -> np.ndarray:
+    import pandas as pd
+
     if isinstance(value, SigmaNumber) and numeric:
         return pd.to_numeric(values, errors="coerce").eq(value.number).to_numpy(dtype=bool)
     if isinstance(value, SigmaNumber):
@@ -384,6 +394,8 @@ def _in_logsource(view: FrameView, detection: Detection, pos: np.ndarray) -> np.
     its channel, whose provider writes to it)."""
     if not detection.channels or not len(pos):
         return pos
+    import pandas as pd
+
     channel = pd.Series(view.array("channel")[pos], dtype=object).fillna("")
     keep = channel.isin(detection.channels)
     lost = channel == ""  # an export that lost the channel: the provider must belong to the logsource
