@@ -253,6 +253,20 @@ def test_garbage_record_is_counted_not_raised(system_copy) -> None:
         assert located and "evtx" in located[0] and "python-evtx" in located[0]
 
 
+def test_record_id_past_int64_costs_no_chunk(system_copy) -> None:
+    """A record header claiming an id of 2**63 or more (damage) leaves the rest of its chunk readable:
+    the accounting of the chunk's ids must not overflow."""
+    path, data, per_chunk = system_copy
+    data = data[: FILE_HEADER_SIZE + CHUNK_SIZE]
+    slots = walk_records(bytes(data[FILE_HEADER_SIZE:]))
+    struct.pack_into("<Q", data, FILE_HEADER_SIZE + slots[5].offset + 8, 2**63 + 5)
+    path.write_bytes(data)
+    records, entry = _parse(path)
+    assert entry.chunks_failed == 0
+    assert len(records) >= per_chunk[0] - 1
+    assert entry.records + entry.records_failed >= per_chunk[0]
+
+
 def test_unreadable_and_short_files(tmp_path: Path) -> None:
     short = tmp_path / "short.evtx"
     short.write_bytes(b"ElfFile\0")
