@@ -1,4 +1,4 @@
-"""Parsing never needs pandas, so `analyze` starts its parse workers before importing it (issue 12):
+"""Parsing never needs pandas (nor python-evtx, unless a chunk is read with it), so `analyze` starts its parse workers before importing it (issue 12):
 the import order is part of the speed, and a stray top-level `import pandas` would undo it silently."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ with tempfile.TemporaryDirectory() as work:
     assert wanted is not None
     records = list(read_all(sources, ledger, Options(jobs=1), wanted=wanted))
     assert records and any(entry.records_undecoded for entry in ledger.entries)
-print("pandas" in sys.modules, "jinja2" in sys.modules)
+print("pandas" in sys.modules, "jinja2" in sys.modules, "Evtx" in sys.modules)
 """
 
 
@@ -36,7 +36,14 @@ def test_loading_rules_and_parsing_selectively_never_import_pandas() -> None:
         [sys.executable, "-c", LIGHT_PATH, str(bundle)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "False"]
+    assert done.stdout.split() == ["False", "False", "False"]  # python-evtx: only for chunks read with it
+
+
+def test_the_python_evtx_backend_name_is_known_without_importing_it() -> None:
+    from evtxcorr.parse import BACKENDS, PURE, pure
+
+    assert pure.NAME == PURE
+    assert PURE in BACKENDS
 
 
 def test_the_written_out_pandas_limits_are_pandas_limits() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse import prescan, pure, rust, scan
+from evtxcorr.parse import prescan, rust, scan
 from evtxcorr.parse.chunks import (
     CHUNK_HEADER_FIELDS,
     CHUNK_HEADER_SIZE,
@@ -41,7 +41,7 @@ from evtxcorr.parse.chunks import (
 from evtxcorr.parse.normalise import filetime_to_datetime
 from evtxcorr.ruleset.wanted import Wanted
 
-__all__ = ["BACKENDS", "HOLE_MARGIN", "ChunkResult", "parse", "read_source"]
+__all__ = ["BACKENDS", "HOLE_MARGIN", "PURE", "ChunkResult", "parse", "read_source"]
 
 MAX_LOCATED_FAILURES = 5  # failed records named one by one in the warnings; the rest are summed
 MAX_RECORDS_PER_CHUNK = (65536 - 512) // 32  # a chunk header announcing more is itself damaged
@@ -94,9 +94,14 @@ def _read_rust(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
     return result
 
 
+PURE = "python-evtx"  # pure.NAME: python-evtx is imported by the first chunk read with it (most runs: none)
+
+
 def _read_pure(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
     """python-evtx backend, record by record at the walked offsets (only the wanted ones)."""
     result = ChunkResult()
+    from evtxcorr.parse import pure
+
     for slot, record in pure.parse_chunk(chunk.data, wanted):
         if isinstance(record, Exception):
             result.errors[slot.offset] = f"{type(record).__name__}: {record}"
@@ -108,7 +113,7 @@ def _read_pure(chunk: Chunk, wanted: list[RecordSlot]) -> ChunkResult:
 # Backend name -> chunk reader(chunk, slots wanted) -> ChunkResult. The CLI's choices come from here.
 BACKENDS: dict[str, Callable[[Chunk, list[RecordSlot]], ChunkResult]] = {
     rust.NAME: _read_rust,
-    pure.NAME: _read_pure,
+    PURE: _read_pure,
 }
 
 
@@ -165,7 +170,7 @@ def _read_chunk(
     A chunk in `tally.rust_banned` is read with python-evtx alone."""
     banned = chunk.index in tally.rust_banned
     if banned:
-        backend = pure.NAME
+        backend = PURE
     primary = BACKENDS[backend](chunk, wanted)
     if primary.stopped:
         tally.stopped.append(f"chunk {chunk.index}: {backend} stopped part way ({primary.stopped})")

@@ -37,7 +37,7 @@ from typing import Any
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse import parse, pure, rust
+from evtxcorr.parse import PURE, parse, rust
 from evtxcorr.parse.chunks import CHUNK_SIZE, FILE_HEADER_SIZE
 from evtxcorr.ruleset.wanted import Wanted
 from evtxcorr.signals import deferred, worker_defaults
@@ -268,7 +268,7 @@ class _Task:
 
     def start(self) -> None:
         options: dict[str, Any] = {
-            "backend": pure.NAME if self.everything else self.backend,
+            "backend": PURE if self.everything else self.backend,
             "selective": self.wanted is not None,
             "rust_banned": _Everything() if self.everything else frozenset(self.banned),
         }
