@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from evtxcorr.resources import load_yaml
 
 CODES_FILE = Path(__file__).parent / "data" / "codes.yaml"
 _HEX_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])0[xX]([0-9A-Fa-f]{8})(?![0-9A-Fa-f])")
@@ -22,8 +22,7 @@ _BARE_HEX = re.compile(r"^(?:0[xX])?([0-9A-Fa-f]{1,8})$")
 
 @cache
 def _table() -> dict[str, Any]:
-    with CODES_FILE.open(encoding="utf-8") as fh:
-        loaded = yaml.safe_load(fh)
+    loaded: Any = load_yaml(CODES_FILE)
     positions: dict[tuple[str, int], tuple[int, ...]] = {}
     for item in loaded.get("decimal_codes", []):
         key = (item["provider"], int(item["event_id"]))

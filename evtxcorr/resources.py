@@ -1,11 +1,15 @@
-"""Where the data folders (rules/, templates/) are, in a wheel install and in a source checkout."""
+"""Where the data folders (rules/, templates/) are, in a wheel install and in a source checkout, and how
+the shipped YAML data is read."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import yaml
+
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: 10x faster
 
 
 def data_dir(name: str) -> Path:
@@ -20,3 +24,9 @@ def data_dir(name: str) -> Path:
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
     return _CHECKOUT_ROOT / name
+
+
+def load_yaml(path: Path) -> object:
+    """A shipped YAML file (data, not rules: those go through ruleset/yamlload.py, which keeps lines)."""
+    with path.open(encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, C or Python

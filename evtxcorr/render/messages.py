@@ -13,10 +13,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
-import yaml
-
 from evtxcorr.errors import EvtxcorrError
-from evtxcorr.resources import data_dir
+from evtxcorr.resources import data_dir, load_yaml
 
 LANGS: tuple[str, ...] = ("en", "ja")
 
@@ -32,13 +30,8 @@ def check_lang(lang: str) -> str:
     return lang
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: 10x faster
-
-
 def _load_yaml(*parts: str) -> object:
-    path = data_dir("templates").joinpath(*parts)
-    with path.open(encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+    return load_yaml(data_dir("templates").joinpath(*parts))
 
 
 @cache
