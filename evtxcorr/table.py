@@ -47,8 +47,17 @@ SORT_KEY = ["time", "host_key", "record_id"]
 
 
 def host_keys(hosts: pd.Series) -> pd.Series:
-    """Lower-case short host names (up to the first dot)."""
-    return hosts.astype(str).str.split(".", n=1).str[0].str.lower()
+    """Lower-case short host names (up to the first dot), as Python strings ('' for no name); each
+    distinct name (a bundle has a handful, written thousands of times) worked out once."""
+    keys: dict[object, str] = {}
+
+    def key(host: object) -> str:
+        found = keys.get(host)
+        if found is None:
+            found = keys[host] = host.split(".", 1)[0].lower() if isinstance(host, str) else ""
+        return found
+
+    return pd.Series([key(host) for host in hosts], index=hosts.index, dtype=object)
 
 
 def host_names(frame: pd.DataFrame) -> dict[str, str]:
@@ -94,16 +103,15 @@ def _drop_duplicates(frame: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
 def _times(frame: pd.DataFrame, ledger: Ledger) -> pd.Series:
     """UTC nanosecond times; a time nanoseconds cannot hold (FILETIME 0 is 1601) becomes NaT,
     warned about on the file's entry (the row is kept: it is a record read)."""
-    low, high = pd.Timestamp.min.ceil("s").to_pydatetime(), pd.Timestamp.max.floor("s").to_pydatetime()
-    naive = frame["time"].map(lambda t: t.replace(tzinfo=None))
-    outside = ~naive.between(low, high)
+    low, high = pd.Timestamp.min.ceil("s").tz_localize("UTC"), pd.Timestamp.max.floor("s").tz_localize("UTC")
+    times = pd.to_datetime(frame["time"], utc=True, errors="coerce")  # microseconds: years 1 to 9999
+    outside = times.isna() | (times < low) | (times > high)
     if outside.any():
         for input_id, count in frame.loc[outside, "input_id"].value_counts().items():
             ledger.get(int(input_id)).warn(
                 f"{count} record(s) with a time outside 1677-2262 (damaged?): time left empty"
             )
-    values = frame["time"].where(~outside, None)
-    return pd.to_datetime(values, utc=True).astype(DTYPES["time"])
+    return times.where(~outside).astype(DTYPES["time"])
 
 
 def _empty() -> pd.DataFrame:

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from evtxcorr.discover import discover, entry_for
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import COLUMNS, RECORD_FIELDS
 from evtxcorr.parse import parse
-from evtxcorr.table import host_names, to_frame
+from evtxcorr.table import host_keys, host_names, to_frame
 
 
 def _record(**overrides) -> dict:
@@ -100,6 +101,35 @@ def test_out_of_range_time_is_kept_empty_and_warned() -> None:
     frame = to_frame([_record(time=datetime(1601, 1, 1, tzinfo=UTC)), _record(record_id=2)], ledger)
     assert len(frame) == 2 and frame["time"].isna().tolist() == [False, True]
     assert any("outside 1677-2262" in w for w in entry.warnings)
+
+
+@pytest.mark.parametrize(
+    ("moment", "kept"),
+    [
+        (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), False),  # python's last moment
+        (datetime(2262, 4, 12, tzinfo=UTC), False),  # a day past nanoseconds' reach
+        (datetime(1677, 9, 20, tzinfo=UTC), False),
+        (datetime(2262, 4, 10, tzinfo=UTC), True),
+        (datetime(1677, 9, 22, tzinfo=UTC), True),
+    ],
+)
+def test_times_nanoseconds_cannot_hold_are_empty(moment: datetime, kept: bool) -> None:
+    ledger = Ledger()
+    entry = ledger.add("a.evtx", records=1)
+    frame = to_frame([_record(time=moment)], ledger)
+    assert frame["time"].notna().tolist() == [kept]
+    if kept:
+        assert frame["time"].iloc[0].to_pydatetime() == moment
+    assert any("outside 1677-2262" in w for w in entry.warnings) is not kept
+
+
+def test_host_keys_are_short_lower_case_python_strings() -> None:
+    hosts = pd.Series(
+        ["HV01.contoso.local", "hv01", None, "HV02.Fabrikam.local", "HV01.contoso.local"], dtype=object
+    )
+    keys = host_keys(hosts)
+    assert keys.tolist() == ["hv01", "hv01", "", "hv02", "hv01"]
+    assert keys.dtype == object and keys.index.equals(hosts.index)
 
 
 def test_empty_input() -> None:
