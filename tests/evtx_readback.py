@@ -25,6 +25,8 @@ Normalised values (`canon`), so that known rendering differences vanish (evtx-fo
   empty `<Data>`, libevtx none; read as one empty `<Data>`.
 Not normalised, so tests can see them: libevtx's rendering of negative signed integers (wrong), and
 control characters (python-evtx drops them, Rust and libevtx emit them raw: not well-formed XML).
+Compared through `as_libevtx_prints`: libevtx prints a value that is exactly one line feed as an empty
+element (`<Data/>`; a space, a tab, two line feeds or text around it are printed as they are).
 """
 
 from __future__ import annotations
@@ -463,6 +465,17 @@ def expected_records(events: Iterable[ForgedEvent], first_record_id: int = 1) ->
     return out
 
 
+def as_libevtx_prints(records: list[Record]) -> list[Record]:
+    """Expected records as libevtx can show them: a payload value of exactly "\\n" is printed empty."""
+
+    def shown(item: object) -> object:
+        if isinstance(item, tuple):
+            return tuple(shown(part) for part in item)
+        return "" if item == "\n" else item
+
+    return [{**record, "payload": shown(record.get("payload"))} for record in records]
+
+
 def strip(records: list[Record], *keys: str) -> list[Record]:
     """Records without the given keys (e.g. 'recovered')."""
     return [{k: v for k, v in r.items() if k not in keys} for r in records]
@@ -471,6 +484,7 @@ def strip(records: list[Record], *keys: str) -> list[Record]:
 __all__ = [
     "READERS",
     "Readback",
+    "as_libevtx_prints",
     "canon",
     "expected_records",
     "read_libevtx",
