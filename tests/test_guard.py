@@ -149,6 +149,59 @@ def test_a_hang_in_the_evtx_parser_costs_its_chunk(
     assert entry.status == plain_entry.status == "ok"
 
 
+def _sleep_hang() -> None:
+    """A call that never returns and uses no CPU (a deadlock): the CPU watchdog never fires."""
+    time.sleep(3600)
+
+
+@pytest.mark.parametrize("at", ["create", "next"])
+def test_a_hang_without_cpu_is_found_by_the_parent_and_costs_its_chunk(
+    log: Path, monkeypatch: pytest.MonkeyPatch, at: str
+) -> None:
+    plain, plain_entry = _plain(log)
+    monkeypatch.setattr(guard, "STUCK_WALL_SECONDS", 1.0)
+    monkeypatch.setattr(guard, "POLL_SECONDS", 0.1)
+    _fault_on(monkeypatch, _first_id(log, CHUNK), _sleep_hang, at)
+    records, entry = _guarded(log)
+    _same_but_chunk(records, plain, CHUNK)
+    assert _counts(entry) == _counts(plain_entry)
+    offset = FILE_HEADER_SIZE + CHUNK * CHUNK_SIZE
+    note = (
+        f"chunk {CHUNK} at offset {offset}: the evtx parser made no progress for 1 s without using CPU "
+        "(killed); read with python-evtx"
+    )
+    assert entry.warnings == [*plain_entry.warnings, note]
+
+
+def test_the_pool_and_the_planning_find_hangs_without_cpu(
+    bundles_dir: Path, log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The selective pool (forced) waits on several children at once; planning in call_guarded."""
+    import evtxcorr.parse.pool as pool
+
+    bundle = bundles_dir / SCENARIO
+    plain = analyze([bundle], Options(work_dir=tmp_path, jobs=1))
+    chunk = next(i for i in range(1, 7) if len(_rows_of(plain, i)))
+    monkeypatch.setattr(pool, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(guard, "STUCK_WALL_SECONDS", 1.0)
+    monkeypatch.setattr(guard, "POLL_SECONDS", 0.1)
+    _fault_on(monkeypatch, _first_id(log, chunk), _sleep_hang, "next")
+    pooled = analyze([bundle], Options(work_dir=tmp_path, jobs=2))
+    assert pooled.ledger.totals() == plain.ledger.totals()
+    assert [(f.incident, f.cause, f.confidence) for f in pooled.findings] == [
+        (f.incident, f.cause, f.confidence) for f in plain.findings
+    ]
+    [(path, note)] = _extra_warnings(pooled, plain)
+    assert path.endswith("HV01/System.evtx") and "made no progress for 1 s" in note
+
+    _fault_on(monkeypatch, _first_id(log, 0), _sleep_hang, "create")  # planning reads chunk 0 first
+    planned = analyze([bundle], Options(work_dir=tmp_path, jobs=1))
+    assert planned.ledger.warnings[-1].startswith("the evtx parser was killed while reading the logs' first")
+    assert [(f.incident, f.cause, f.confidence) for f in planned.findings] == [
+        (f.incident, f.cause, f.confidence) for f in plain.findings
+    ]
+
+
 def test_a_child_killed_in_the_evtx_parser_is_retried_and_accounted_for(
     log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

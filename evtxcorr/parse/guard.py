@@ -13,7 +13,9 @@ not. Before those calls the child writes the chunk's index to memory shared with
 (rust.watch), so when the child dies the parent knows the chunk. It starts the file again in a fresh
 child that reads that chunk with python-evtx only (bounded already: pure.py, prescan.py), and names
 the chunk in a warning on the file's entry. A child that dies any other way (OOM killer, segfault,
-kill -9) is handled the same, its signal named. The records the dead child had sent are not sent
+kill -9) is handled the same, its signal named. A Rust call that hangs without using CPU (a deadlock)
+never meets that timer: the parent, which looks every POLL_SECONDS while it waits, kills a child it
+finds in one chunk's Rust calls for STUCK_WALL_SECONDS, with the same outcome. The records the dead child had sent are not sent
 again: parse() is deterministic, and a chunk's records are yielded only once both backends are done
 with it, so they all came from earlier chunks, which the new child reads the same way.
 
@@ -29,6 +31,7 @@ import copy
 import gc
 import multiprocessing
 import signal
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -43,6 +46,10 @@ from evtxcorr.ruleset.wanted import Wanted
 from evtxcorr.signals import deferred, worker_defaults
 
 WATCHDOG_CPU_SECONDS = 30.0  # per chunk's Rust calls (3x rust.CHUNK_CPU_SECONDS, checked between records)
+# A Rust call that spends no CPU (a deadlock: pyevtx-rs gets the chunk in memory, one thread, so none is
+# known) never meets the CPU watchdog: the parent kills a child found in one chunk's Rust calls this long.
+STUCK_WALL_SECONDS = 600.0  # generous: a child on an overloaded host may get little CPU
+POLL_SECONDS = 1.0  # how often the parent looks, while it waits for a child
 MAX_KILLED_CHUNKS = 5  # chunks banned from Rust before the whole file is read with python-evtx
 MAX_UNEXPLAINED_DEATHS = 2  # deaths outside a Rust call tolerated per file (the next costs the rest)
 BATCH = 2000  # records per message from the child
@@ -163,6 +170,24 @@ def _signal_name(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+class _Watch:
+    """Tells when a child has been in one chunk's Rust calls (its `where`) for STUCK_WALL_SECONDS."""
+
+    def __init__(self, where: Any) -> None:
+        self.where = where
+        self.seen: tuple[int, float] | None = None  # (chunk, first seen there)
+
+    def stuck(self) -> bool:
+        in_rust, index, now = self.where[0], self.where[1], time.monotonic()
+        if not in_rust:
+            self.seen = None
+        elif self.seen is None or self.seen[0] != index:
+            self.seen = (index, now)
+        else:
+            return now - self.seen[1] >= STUCK_WALL_SECONDS
+        return False
+
+
 class _Worker:
     """A forked child serving parse requests, reused file after file (a fork costs ~10 ms)."""
 
@@ -260,6 +285,8 @@ class _Task:
         self.unexplained: list[str] = []
         self.finished = False
         self.worker: _Worker | None = None
+        self.watch: _Watch | None = None
+        self.stuck = False  # killed by check_stuck()
 
     @property
     def conn(self) -> Connection:
@@ -275,6 +302,7 @@ class _Task:
         request = (self.source, self.initial, options, self.sent, self.on_progress is not None)
         for _attempt in range(3):  # an idle worker may have died meanwhile (OOM killer): take another
             self.worker = self.workers.take(self.wanted)
+            self.watch = _Watch(self.worker.where)
             try:
                 self.worker.conn.send(request)
                 return
@@ -282,10 +310,20 @@ class _Task:
                 self.workers.drop(self.worker)
         raise RuntimeError("no parser process could be started")
 
+    def check_stuck(self) -> None:
+        """Kill the child if it has been in one chunk's Rust calls for STUCK_WALL_SECONDS (_died then
+        bans that chunk, as for the CPU watchdog)."""
+        if self.worker is not None and self.watch is not None and self.watch.stuck():
+            self.stuck = True
+            self.worker.process.kill()
+
     def step(self) -> list[dict]:
-        """Take one message from the child (blocking); the records it carries."""
+        """Take one message from the child (blocking, but watching for a stuck child); the records it
+        carries."""
         assert self.worker is not None
         try:
+            while not self.worker.conn.poll(POLL_SECONDS):
+                self.check_stuck()
             message = self.worker.conn.recv()
         except (EOFError, OSError):
             self._died()
@@ -317,11 +355,14 @@ class _Task:
         in_rust, index = self.worker.where[0], self.worker.where[1]
         exitcode = self.workers.drop(self.worker)
         self.worker = None
+        stuck, self.stuck = self.stuck, False
         cause = _signal_name(exitcode)
         if in_rust and not self.everything:
             offset = FILE_HEADER_SIZE + index * CHUNK_SIZE
             if exitcode == -WATCHDOG_SIGNAL:  # type: ignore[operator]
                 why = f"did not return within {WATCHDOG_CPU_SECONDS:g} s of CPU (killed)"
+            elif stuck:
+                why = f"made no progress for {STUCK_WALL_SECONDS:g} s without using CPU (killed)"
             else:
                 why = f"was killed ({cause})"
             self.notes.append(
@@ -442,7 +483,11 @@ def _in_order(
             while not (index in tasks and tasks[index].finished):
                 start_more()
                 by_conn = {task.conn: number for number, task in running.items()}
-                for conn in wait(list(by_conn)):
+                ready = wait(list(by_conn), timeout=POLL_SECONDS)
+                if not ready:
+                    for task in running.values():
+                        task.check_stuck()
+                for conn in ready:
                     number = by_conn[conn]  # type: ignore[index]
                     records.setdefault(number, []).extend(running[number].step())
                     if running[number].finished:
@@ -467,9 +512,10 @@ def call_guarded(function: Callable[[], Any], default: Any) -> Any:
         return function()
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
+    where = context.RawArray("q", 2)
 
     def run() -> None:
-        _become_child([0, 0])
+        _become_child(where)
         try:
             send.send(("done", function()))
         except BaseException as exc:  # noqa: BLE001 - the parent takes the default
@@ -479,7 +525,11 @@ def call_guarded(function: Callable[[], Any], default: Any) -> Any:
     with deferred():
         process.start()
     send.close()
+    watch = _Watch(where)
     try:
+        while not receive.poll(POLL_SECONDS):
+            if watch.stuck():
+                process.kill()
         kind, value = receive.recv()
     except (EOFError, OSError):
         kind, value = "died", None
