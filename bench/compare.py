@@ -13,7 +13,9 @@
 
 Not a test: machines are shared and noisy; read the ratios, not the seconds. Each contender runs as its
 own process; the wrapper samples the RSS of its whole process tree (pool workers included) every 20 ms
-and reads the largest single process from RUSAGE_CHILDREN. Best of --repeat.
+and reads the largest single process from RUSAGE_CHILDREN. Best of --repeat, the contenders taking
+turns round after round (a shared machine's speed drifts); each round's analyze/bare ratio is printed
+too.
 """
 
 from __future__ import annotations
@@ -100,17 +102,32 @@ print(json.dumps({"records": records, "seconds": time.perf_counter() - start}))
 """
 
 
+def run_once(command: list[str]) -> dict[str, float]:
+    """Wall time and RSS of one run of `command`."""
+    out = subprocess.run(
+        [sys.executable, "-c", WRAPPER, json.dumps(command)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run(command: list[str], repeat: int) -> dict[str, float]:
     """Best wall time (and the RSS of that run) of `command` over `repeat` runs."""
-    best: dict[str, float] | None = None
+    return min((run_once(command) for _ in range(repeat)), key=lambda row: row["seconds"])
+
+
+def run_side_by_side(commands: dict[str, list[str]], repeat: int) -> dict[str, dict[str, float]]:
+    """Best run of each command, the commands taking turns (round after round) so that a machine whose
+    speed drifts (shared cores) slows every contender alike; also each round's analyze / bare ratio."""
+    best: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeat):
-        out = subprocess.run(
-            [sys.executable, "-c", WRAPPER, json.dumps(command)], check=True, capture_output=True, text=True
-        )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        if best is None or row["seconds"] < best["seconds"]:
-            best = row
-    assert best is not None
+        for name, command in commands.items():
+            row = run_once(command)
+            rounds[name].append(row["seconds"])
+            if name not in best or row["seconds"] < best[name]["seconds"]:
+                best[name] = row
+    for name, row in best.items():
+        row["rounds"] = rounds[name]  # type: ignore[assignment]
     return best
 
 
@@ -173,14 +190,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
-        rows = {
-            "cat": run(["cat", *files], args.repeat),
-            "evtx full parse": run([sys.executable, "-c", EVTX_PARSE, json.dumps(files)], args.repeat),
-            "evtxcorr analyze": run(evtxcorr_command(bundle, report), args.repeat),
-            "analyze --parser python-evtx": run(
-                evtxcorr_command(bundle, report, "--parser", "python-evtx"), 1
-            ),
-        }
+        rows = run_side_by_side(
+            {
+                "cat": ["cat", *files],
+                "evtx full parse": [sys.executable, "-c", EVTX_PARSE, json.dumps(files)],
+                "evtxcorr analyze": evtxcorr_command(bundle, report),
+            },
+            args.repeat,
+        )
+        rows["analyze --parser python-evtx"] = run(
+            evtxcorr_command(bundle, report, "--parser", "python-evtx"), 1
+        )
         if args.all_records:
             rows["analyze --all-records"] = run(evtxcorr_command(bundle, report, "--all-records"), 1)
         totals = json.loads(report.read_text())["totals"]
@@ -206,6 +226,8 @@ def main() -> None:
     print(
         f"analyze throughput / bare evtx parse: {rows['evtx full parse']['seconds'] / analyze['seconds']:.2f}x"
     )
+    rounds = zip(rows["evtx full parse"]["rounds"], analyze["rounds"], strict=True)  # type: ignore[call-overload]
+    print(f"  per round (same moment):           {', '.join(f'{bare / mine:.2f}x' for bare, mine in rounds)}")
     print(f"analyze time / cat time:             {analyze['seconds'] / rows['cat']['seconds']:.1f}x")
     print(
         f"analyze peak RSS:                    {analyze['tree_mb']:.0f} MB, the whole process tree "
