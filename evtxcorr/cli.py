@@ -7,6 +7,7 @@ bad -o, found before any work); SIGINT and SIGTERM exit 130 and 143 after cleani
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -712,7 +713,12 @@ def _explain(text, lang: str) -> str:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     """Console entry point."""
-    cli(prog_name="evtxcorr")
+    try:
+        cli(prog_name="evtxcorr")
+    finally:
+        # The process ends here: its last garbage collection need not walk every object still alive
+        # (0.15 s after a 200 MB analysis). Exit handlers (temporary folders, child processes) still run.
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover
