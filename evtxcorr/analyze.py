@@ -22,9 +22,9 @@ from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
-from evtxcorr.parse.guard import Workers, call_guarded, parse_guarded
+from evtxcorr.parse.guard import Workers, call_guarded, parse_many
 from evtxcorr.parse.plan import decode_whole
-from evtxcorr.parse.pool import parse_parallel, worth_it
+from evtxcorr.parse.pool import worth_it
 from evtxcorr.ruleset import Ruleset, load_ruleset, with_builtin
 from evtxcorr.ruleset.wanted import Wanted, wanted_pairs
 from evtxcorr.signals import temporary_folder
@@ -179,10 +179,11 @@ def read_all(
     pooled: Iterator[tuple[Source, list[dict], InputEntry]] = iter(())
     if wanted is not None and worth_it(selective, workers):
         jobs = [(source, ledger.get(source.entry_id)) for source in selective]
-        pooled = parse_parallel(jobs, options.backend, wanted[0], workers)
+        pooled = parse_many(jobs, options.backend, wanted[0], workers)
     else:
         selective = []
-    return _read_in_order(sources, ledger, options, progress, wanted, selective, pooled)
+    in_pool = {source.entry_id for source in selective}
+    return _read_in_order(sources, ledger, options, progress, wanted, in_pool, pooled)
 
 
 def _read_in_order(
@@ -191,10 +192,9 @@ def _read_in_order(
     options: Options,
     progress: ProgressHook | None,
     wanted: tuple[Wanted, set[int]] | None,
-    selective: list[Source],
+    in_pool: set[int],
     pooled: Iterator[tuple[Source, list[dict], InputEntry]],
 ) -> Iterator[dict]:
-    in_pool = {source.entry_id for source in selective}
     with Workers(
         None if wanted is None else wanted[0]
     ) as guarded:  # the guarded child processes reading the other .evtx files (reused)
@@ -214,18 +214,15 @@ def _read_in_order(
                 if progress:
                     progress(source, entry.records, False, scanned, entry.chunks_decoded)
 
-            on_progress = tick if progress else None
-            if source.kind == "evtx":
-                records = parse_guarded(
-                    source,
-                    entry,
-                    backend=options.backend,
-                    wanted=pairs,
-                    on_progress=on_progress,
-                    workers=guarded,
-                )
-            else:
-                records = read_source(source, entry, source_tz=options.source_tz, on_progress=on_progress)
+            records = read_source(
+                source,
+                entry,
+                backend=options.backend,
+                source_tz=options.source_tz,
+                wanted=pairs,
+                on_progress=tick if progress else None,
+                workers=guarded,
+            )
             for count, record in enumerate(records, start=1):
                 if progress and count % 4096 == 0:
                     progress(source, entry.records, False)

@@ -23,7 +23,7 @@ from evtxcorr.correlate.clusters import (
 from evtxcorr.diagnose import Coverage, diagnose
 from evtxcorr.diagnose.coverage import Span, holes_by_log
 from evtxcorr.diagnose.verdicts import finalize
-from evtxcorr.hosts import split_host
+from evtxcorr.hosts import host_key, split_host
 from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import ClockOffset, Cluster, Finding, Incident
 from evtxcorr.parse.normalise import filetime_to_datetime
@@ -142,6 +142,6 @@ def undecoded_spans(ledger: Ledger, cluster: Cluster | None = None) -> list[tupl
         if members is not None and split_host(entry.hosts[0]) not in members:
             continue
         lo, hi = (filetime_to_datetime(ticks) for ticks in entry.undecoded_span)
-        key = (entry.hosts[0].split(".", 1)[0].lower(), entry.channels[0])  # as table.host_keys
+        key = (host_key(entry.hosts[0]), entry.channels[0])
         spans.append((key, (pd.Timestamp(lo), pd.Timestamp(hi))))
     return spans

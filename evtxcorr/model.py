@@ -87,6 +87,13 @@ class Source:
     channel_hint: str | None = None  # channel named by the file name, if any
     entry_id: int = -1  # its ledger entry (Ledger.get); -1 when made outside discover()
 
+    def size(self) -> int:
+        """The file's size in bytes (0 when it cannot be read)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
 
 @dataclass(frozen=True)
 class Incident:

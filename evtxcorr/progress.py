@@ -26,7 +26,7 @@ class Progress:
         self._moved: dict[str, int] = {}  # bytes of each source the bar has already moved by
 
     def start(self, sources: list[Source]) -> None:
-        self._sizes = {s.display: _size(s) for s in sources}
+        self._sizes = {s.display: s.size() for s in sources}
         if self._enabled:
             self._bar = tqdm(
                 total=sum(self._sizes.values()),
@@ -68,13 +68,6 @@ class Progress:
     ) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def _size(source: Source) -> int:
-    try:
-        return source.path.stat().st_size
-    except OSError:
-        return 0
 
 
 class CaseBar:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from evtxcorr.codes import extract_codes
+from evtxcorr.hosts import host_key
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import COLUMNS, EXPORT_FIELDS, RECORD_FIELDS
 from evtxcorr.twins import drop_export_twins
@@ -54,7 +55,7 @@ def host_keys(hosts: pd.Series) -> pd.Series:
     def key(host: object) -> str:
         found = keys.get(host)
         if found is None:
-            found = keys[host] = host.split(".", 1)[0].lower() if isinstance(host, str) else ""
+            found = keys[host] = host_key(host) if isinstance(host, str) else ""
         return found
 
     return pd.Series([key(host) for host in hosts], index=hosts.index, dtype=object)

@@ -28,6 +28,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from evtxcorr.errors import EvtxcorrError, InputError, OutputError
+from evtxcorr.hosts import host_key
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import Source
 from evtxcorr.output import check_output_file, output_mode
@@ -82,7 +83,7 @@ _DEFAULTS: dict[str, Any] = {"payload_known": True, "rendered_message": "", "tim
 def _order(row: tuple) -> tuple:
     return (
         row[_AT["time"]],
-        str(row[_AT["host"]]).split(".", 1)[0].lower(),
+        host_key(str(row[_AT["host"]])),
         row[_AT["record_id"]],
         row[_AT["input_id"]],
     )
@@ -151,7 +152,7 @@ def _same(export: tuple, other: tuple, name: str) -> bool:
     if not mine:
         return True
     if name == "host":
-        return mine.split(".", 1)[0].lower() == theirs.split(".", 1)[0].lower()
+        return host_key(mine) == host_key(theirs)
     return _LOOSE.sub("", mine.lower()) == _LOOSE.sub("", theirs.lower())
 
 

@@ -125,6 +125,16 @@ def _same_but_chunk(records: list[dict], plain: list[dict], chunk: int) -> None:
     assert [{**r, "parser": None} for r in mine] == [{**r, "parser": None} for r in theirs]
 
 
+def _chunk_note(why: str) -> str:
+    """The warning for CHUNK after its evtx parser child was killed (`why`: how it ended)."""
+    offset = FILE_HEADER_SIZE + CHUNK * CHUNK_SIZE
+    return f"chunk {CHUNK} at offset {offset}: the evtx parser {why}; read with python-evtx"
+
+
+def _verdicts(report: object) -> list[tuple[str, str, float]]:
+    return [(f.incident, f.cause, f.confidence) for f in report.findings]  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(("fault", "at"), [(_c_hang, "create"), (_c_hang, "next"), (_python_hang, "next")])
 def test_a_hang_in_the_evtx_parser_costs_its_chunk(
     log: Path, monkeypatch: pytest.MonkeyPatch, fault: Callable[[], None], at: str
@@ -140,11 +150,7 @@ def test_a_hang_in_the_evtx_parser_costs_its_chunk(
     assert ticks[: CHUNK + 1] == [FILE_HEADER_SIZE + i * CHUNK_SIZE for i in range(CHUNK + 1)]
     _same_but_chunk(records, plain, CHUNK)
     assert _counts(entry) == _counts(plain_entry)
-    offset = FILE_HEADER_SIZE + CHUNK * CHUNK_SIZE
-    note = (
-        f"chunk {CHUNK} at offset {offset}: the evtx parser did not return within 1 s of CPU (killed); "
-        "read with python-evtx"
-    )
+    note = _chunk_note("did not return within 1 s of CPU (killed)")
     assert entry.warnings == [*plain_entry.warnings, note]
     assert entry.status == plain_entry.status == "ok"
 
@@ -165,11 +171,7 @@ def test_a_hang_without_cpu_is_found_by_the_parent_and_costs_its_chunk(
     records, entry = _guarded(log)
     _same_but_chunk(records, plain, CHUNK)
     assert _counts(entry) == _counts(plain_entry)
-    offset = FILE_HEADER_SIZE + CHUNK * CHUNK_SIZE
-    note = (
-        f"chunk {CHUNK} at offset {offset}: the evtx parser made no progress for 1 s without using CPU "
-        "(killed); read with python-evtx"
-    )
+    note = _chunk_note("made no progress for 1 s without using CPU (killed)")
     assert entry.warnings == [*plain_entry.warnings, note]
 
 
@@ -188,18 +190,14 @@ def test_the_pool_and_the_planning_find_hangs_without_cpu(
     _fault_on(monkeypatch, _first_id(log, chunk), _sleep_hang, "next")
     pooled = analyze([bundle], Options(work_dir=tmp_path, jobs=2))
     assert pooled.ledger.totals() == plain.ledger.totals()
-    assert [(f.incident, f.cause, f.confidence) for f in pooled.findings] == [
-        (f.incident, f.cause, f.confidence) for f in plain.findings
-    ]
+    assert _verdicts(pooled) == _verdicts(plain)
     [(path, note)] = _extra_warnings(pooled, plain)
     assert path.endswith("HV01/System.evtx") and "made no progress for 1 s" in note
 
     _fault_on(monkeypatch, _first_id(log, 0), _sleep_hang, "create")  # planning reads chunk 0 first
     planned = analyze([bundle], Options(work_dir=tmp_path, jobs=1))
     assert planned.ledger.warnings[-1].startswith("the evtx parser was killed while reading the logs' first")
-    assert [(f.incident, f.cause, f.confidence) for f in planned.findings] == [
-        (f.incident, f.cause, f.confidence) for f in plain.findings
-    ]
+    assert _verdicts(planned) == _verdicts(plain)
 
 
 def test_a_child_killed_in_the_evtx_parser_is_retried_and_accounted_for(
@@ -211,10 +209,7 @@ def test_a_child_killed_in_the_evtx_parser_is_retried_and_accounted_for(
     records, entry = _guarded(log)
     _same_but_chunk(records, plain, CHUNK)
     assert _counts(entry) == _counts(plain_entry)
-    offset = FILE_HEADER_SIZE + CHUNK * CHUNK_SIZE
-    assert entry.warnings[-1] == (
-        f"chunk {CHUNK} at offset {offset}: the evtx parser was killed (SIGKILL); read with python-evtx"
-    )
+    assert entry.warnings[-1] == _chunk_note("was killed (SIGKILL)")
 
 
 def _dies_after(monkeypatch: pytest.MonkeyPatch, count: int, deaths: Path | None) -> None:
@@ -313,9 +308,7 @@ def test_analyze_and_timeline_finish_past_a_hang(
     _fault_on(monkeypatch, _first_id(log, CHUNK), _c_hang, "create")
     hung = analyze([bundle], Options(work_dir=tmp_path, all_records=True))
     assert hung.ledger.totals() == plain.ledger.totals()
-    assert [(f.incident, f.cause, f.confidence) for f in hung.findings] == [
-        (f.incident, f.cause, f.confidence) for f in plain.findings
-    ]
+    assert _verdicts(hung) == _verdicts(plain)
     [(path, note)] = _extra_warnings(hung, plain)
     assert path.endswith("HV01/System.evtx") and note.startswith(f"chunk {CHUNK} at offset ")
     rows = _rows_of(hung, CHUNK)
@@ -347,9 +340,7 @@ def test_selective_pool_past_a_hang(
     _fault_on(monkeypatch, _first_id(log, chunk), _c_hang, "next")
     pooled = analyze([bundle], Options(work_dir=tmp_path, jobs=2))
     assert pooled.ledger.totals() == plain.ledger.totals()
-    assert [(f.incident, f.cause, f.confidence) for f in pooled.findings] == [
-        (f.incident, f.cause, f.confidence) for f in plain.findings
-    ]
+    assert _verdicts(pooled) == _verdicts(plain)
     for mine, theirs in zip(pooled.ledger.entries, plain.ledger.entries, strict=True):
         assert _counts(mine) == _counts(theirs)
     [(path, note)] = _extra_warnings(pooled, plain)
@@ -372,9 +363,7 @@ def test_a_hang_while_planning_selective_parsing_decodes_every_log_whole(
         "every log decoded whole"
     )
     assert hung.ledger.totals() == plain.ledger.totals()  # nothing left undecoded
-    assert [(f.incident, f.cause, f.confidence) for f in hung.findings] == [
-        (f.incident, f.cause, f.confidence) for f in plain.findings
-    ]
+    assert _verdicts(hung) == _verdicts(plain)
     [(path, note)] = _extra_warnings(hung, plain)
     assert path.endswith("HV01/System.evtx") and note.startswith("chunk 0 at offset 4096: ")
 

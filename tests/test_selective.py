@@ -248,19 +248,20 @@ def test_event_ids_and_providers_read_by_position_match_the_decoded_ones(
 def test_the_process_pool_gives_the_same_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files read by pool workers (forced here: fixtures are under the size that starts a pool) give
     the same report, ledger included, as reading them one after another."""
+    import evtxcorr.parse.guard as guard
     import evtxcorr.parse.pool as pool
 
     bundle = [FIXTURES / "shared-nic-sole-dc-path.zip", FIXTURES / "dc-unreachable-cluster-wide.zip"]
     sequential = analyze(bundle, Options(work_dir=tmp_path, jobs=1))
     monkeypatch.setattr(pool, "MIN_PARALLEL_BYTES", 0)
     started: list[int] = []
-    real = pool.parse_parallel
+    real = guard.parse_many
 
     def counting(jobs, *args, **kwargs):  # noqa: ANN001, ANN202 - spy
         started.append(len(jobs))
         yield from real(jobs, *args, **kwargs)
 
-    monkeypatch.setattr("evtxcorr.analyze.parse_parallel", counting)
+    monkeypatch.setattr("evtxcorr.analyze.parse_many", counting)
     pooled = analyze(bundle, Options(work_dir=tmp_path, jobs=2))
     assert started and started[0] > 2
     assert answers(pooled) == answers(sequential)

@@ -55,7 +55,9 @@ def mentions(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], rulese
         values = table["data"].str.get(int(field[5:]) - 1)
         named_by: dict[object, tuple[str, str] | None] = {}  # a few node names, written thousands of times
         for row, host, value in zip(table.index, table["host"], values, strict=True):
-            named = named_by[value] if value in named_by else named_by.setdefault(value, node_key(value))
+            if value not in named_by:
+                named_by[value] = node_key(value)
+            named = named_by[value]
             if named is None:
                 continue
             logged_by, domain = split_host(host)

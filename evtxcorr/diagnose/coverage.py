@@ -15,14 +15,11 @@ from datetime import datetime
 
 import pandas as pd
 
+from evtxcorr.hosts import short_host
 from evtxcorr.ledger import InputEntry
 
 Span = tuple[datetime, datetime]
 Hole = tuple[datetime | None, datetime | None]  # None: open on that side
-
-
-def _host_key(name: str) -> str:
-    return name.strip().split(".", 1)[0].lower()
 
 
 def holes_by_log(entries: Iterable[InputEntry]) -> dict[tuple[str, str], tuple[Hole, ...]]:
@@ -33,7 +30,7 @@ def holes_by_log(entries: Iterable[InputEntry]) -> dict[tuple[str, str], tuple[H
             continue
         for host in entry.hosts:
             for channel in entry.channels or [""]:
-                holes.setdefault((_host_key(host), channel), []).extend(entry.holes)
+                holes.setdefault((short_host(host), channel), []).extend(entry.holes)
     return {key: tuple(value) for key, value in holes.items()}
 
 

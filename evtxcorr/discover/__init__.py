@@ -71,7 +71,7 @@ def entry_for(ledger: Ledger, source: Source) -> InputEntry:
     """The ledger entry discover() made for `source` (a new one for a Source made elsewhere)."""
     if 0 <= source.entry_id < len(ledger.entries):
         return ledger.get(source.entry_id)
-    return ledger.add(source.display, format=source.kind, size=_size(source.path))
+    return ledger.add(source.display, format=source.kind, size=source.size())
 
 
 def _size(path: Path) -> int:

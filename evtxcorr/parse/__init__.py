@@ -17,9 +17,11 @@ import struct
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evtxcorr.hosts import short_host
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
 from evtxcorr.parse import prescan, rust, scan
@@ -40,6 +42,9 @@ from evtxcorr.parse.chunks import (
 )
 from evtxcorr.parse.normalise import filetime_to_datetime
 from evtxcorr.ruleset.wanted import Wanted
+
+if TYPE_CHECKING:
+    from evtxcorr.parse.guard import Workers
 
 __all__ = ["BACKENDS", "HOLE_MARGIN", "PURE", "ChunkResult", "parse", "read_source"]
 
@@ -569,11 +574,6 @@ def _fold(entry: InputEntry, source: Source, tally: _Tally, header_chunks: int |
         entry.warn("the log holds no chunks (an empty log)")
 
 
-def short_host(name: str) -> str:
-    """Lower-case host name up to the first dot: how hosts are compared across logs."""
-    return name.strip().split(".", 1)[0].lower()
-
-
 def _loose(channel: str) -> str:
     """A channel name compared loosely: collectors spell '/' as '%4', '-' or '_' in file names."""
     return re.sub(r"[^0-9a-z]", "", channel.lower())
@@ -764,13 +764,16 @@ def read_source(
     source_tz: str | None = None,
     wanted: Wanted | None = None,
     on_progress: Callable[[int], None] | None = None,
+    workers: Workers | None = None,
 ) -> Iterator[dict]:
     """Records of a source of any kind: .evtx through parse() (selectively with `wanted`) in a guarded
-    child process (guard.py), an export (XML, CSV, JSON) through its reader in parse/exports/ (READERS,
-    keyed by Source.kind)."""
+    child process (guard.py; one of `workers` when given), an export (XML, CSV, JSON) through its
+    reader in parse/exports/ (READERS, keyed by Source.kind)."""
     from evtxcorr.parse.exports import READERS
     from evtxcorr.parse.guard import parse_guarded
 
     if source.kind == "evtx":
-        return parse_guarded(source, entry, backend=backend, wanted=wanted, on_progress=on_progress)
+        return parse_guarded(
+            source, entry, backend=backend, wanted=wanted, on_progress=on_progress, workers=workers
+        )
     return READERS[source.kind](source, entry, source_tz=source_tz)

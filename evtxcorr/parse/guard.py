@@ -450,7 +450,7 @@ def parse_many(
             for source, entry in jobs
         )
     pool = Workers(wanted)
-    pending = deque(sorted(range(len(jobs)), key=lambda i: -source_size(jobs[i][0])))
+    pending = deque(sorted(range(len(jobs)), key=lambda i: -jobs[i][0].size()))
     tasks: dict[int, _Task] = {}
     running: dict[int, _Task] = {}
 
@@ -495,14 +495,6 @@ def _in_order(
             yield source, records.pop(index, []), entry
     finally:
         pool.close()
-
-
-def source_size(source: Source) -> int:
-    """The file's size in bytes (0 when it cannot be read)."""
-    try:
-        return source.path.stat().st_size
-    except OSError:
-        return 0
 
 
 def call_guarded(function: Callable[[], Any], default: Any) -> Any:

@@ -21,11 +21,9 @@ from evtxcorr.model import Source
 from evtxcorr.parse import rust
 from evtxcorr.parse.chunks import CHUNK_HEADER_FIELDS, CHUNK_MAGIC, CHUNK_SIZE, FILE_HEADER_SIZE, iter_chunks
 
-FIRST_CHUNKS_TRIED = 4
-_ID_RANGE = (
-    CHUNK_HEADER_FIELDS["first_record_id"],
-    CHUNK_HEADER_FIELDS["last_record_id"],
-)  # in 40 bytes  # chunks read to find a file's first parseable record
+FIRST_CHUNKS_TRIED = 4  # chunks read to find a file's first parseable record
+# (offset, struct format) of a chunk header's first and last record ids: within its first 40 bytes
+_ID_RANGE = (CHUNK_HEADER_FIELDS["first_record_id"], CHUNK_HEADER_FIELDS["last_record_id"])
 
 
 def identity(path: Path) -> tuple[str, str] | None:
