@@ -17,7 +17,15 @@ import pytest
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
 from evtxcorr.parse import BACKENDS, parse, prescan, pure, rust
-from evtxcorr.parse.chunks import CHUNK_SIZE, FILE_HEADER_SIZE, Chunk, iter_chunks, mini_file, walk_records
+from evtxcorr.parse.chunks import (
+    CHUNK_SIZE,
+    FILE_HEADER_SIZE,
+    Chunk,
+    iter_chunks,
+    mini_file,
+    stitched,
+    walk_records,
+)
 from evtxcorr.parse.chunks import _read_chunk as read_chunk
 
 FUZZ_FIXTURES = Path(__file__).parent / "fixtures" / "fuzz"
@@ -289,3 +297,47 @@ def test_a_header_only_file_is_an_empty_log(forged_chunk: bytes, tmp_path: Path)
     records, entry = _parse(_write(tmp_path, forged_chunk[:FILE_HEADER_SIZE]))
     assert records == [] and entry.status == "ok"
     assert "the log holds no chunks (an empty log)" in entry.warnings
+
+
+# --- selective decoding: the record at 512 is only where the parser starts -----------------------------
+
+
+def _chain(chunk: Chunk, wanted: list[int]) -> Chunk:
+    """`chunk` set up as selective parsing does when record 512 is not wanted: the lead, then `wanted`."""
+    slots = walk_records(chunk.data, chunk.end)
+    chunk.records_end = slots[-1].offset + slots[-1].size
+    chunk.slots = [slots[0], *(slots[i] for i in wanted)]
+    chunk.lead_blank = True
+    return chunk
+
+
+def test_a_blanked_lead_record_is_not_decoded_and_the_wanted_ones_are_unchanged(forged_chunk: bytes) -> None:
+    whole = _chunk(forged_chunk)
+    full = dict(item for item in rust.parse_chunk(whole.data) if not isinstance(item, Exception))
+    slots = walk_records(whole.data, whole.end)
+    assert len(slots) > 4
+    chunk = _chain(_chunk(forged_chunk), [2, len(slots) - 1])
+    data = stitched(chunk)
+    lead = slots[0].offset + 24
+    assert data[lead] == 0 and chunk.data[lead] != 0  # an end-of-stream token; the chunk itself untouched
+    sizes = {slot.offset + 4 + i for slot in chunk.slots for i in range(4)}
+    changed = {i for i, (a, b) in enumerate(zip(data, chunk.data, strict=True)) if a != b}
+    assert lead in changed and changed <= sizes | {lead}  # templates and names the others use stay put
+    wanted = {slots[2].record_id, slots[-1].record_id}
+    read = [item for item in rust.parse_chunk(data, wanted) if not isinstance(item, Exception)]
+    assert [record_id for record_id, _ in read] == [slots[i].record_id for i in (0, 2, len(slots) - 1)]
+    assert read[0][1] is None  # the lead: not wanted, not converted
+    for record_id, record in read[1:]:
+        assert record == full[record_id]
+    lead_xml = next(evtx.PyEvtxParser(io.BytesIO(mini_file(data))).records())["data"]
+    assert "".join(lead_xml.split()).endswith("?><Event></Event>")  # nothing of it was expanded
+
+
+def test_a_blanked_lead_record_is_not_checked_by_prescan() -> None:
+    """Both records hold a lone surrogate: with record 1 only the parser's starting point, only record 2
+    is unfit; read whole, both are."""
+    data = hostile_evtx.invalid_utf16(in_template=False)
+    whole = _chunk(data)
+    assert sorted(prescan.unfit(whole)) == [slot.offset for slot in whole.slots]
+    chained = _chain(_chunk(data), [1])
+    assert list(prescan.unfit(chained)) == [chained.slots[1].offset]

@@ -266,3 +266,23 @@ def test_the_process_pool_gives_the_same_answers(tmp_path: Path, monkeypatch: py
     assert started and started[0] > 2
     assert answers(pooled) == answers(sequential)
     assert [e.as_dict() for e in pooled.ledger.entries] == [e.as_dict() for e in sequential.ledger.entries]
+
+
+@pytest.mark.parametrize(
+    ("headers", "read", "unfound"),
+    [
+        ([10, 11, 12, 13], [], []),  # every announced id has its header, in order
+        ([10, 11, 13], [], [12]),
+        ([10, 11, 13, 14], [], [12]),  # as many headers as announced ids, one of them foreign
+        ([10, 12, 11, 13], [], []),  # out of order, all there
+        ([10, 11, 11, 13], [12], []),  # read although its header was not found
+        ([10, 11, 11, 13], [], [12]),
+        ([9, 10, 11, 12], [], [13]),
+    ],
+)
+def test_ids_announced_but_not_found(headers: list[int], read: list[int], unfound: list[int]) -> None:
+    from evtxcorr.parse import _unfound
+    from evtxcorr.parse.chunks import Chunk
+
+    chunk = Chunk(0, 4096, b"", "ok", header={"first_record_id": 10, "last_record_id": 13})
+    assert _unfound(chunk, read, np.array(headers, dtype=np.uint64)) == unfound

@@ -326,6 +326,12 @@ def _unfound(chunk: Chunk, read: list[int], headers: np.ndarray | None = None) -
         return []
     if headers is None:
         headers = np.fromiter((slot.record_id for slot in chunk.slots), dtype=np.uint64)
+    elif (
+        len(headers) == len(announced)
+        and int(headers[0]) == announced.start
+        and bool((np.diff(headers) == 1).all())
+    ):
+        return []  # the usual chunk: a header for every announced id, in order (selective reads)
     # Each announced id marked as seen by position; ids outside the announced range are ignored.
     seen = np.zeros(len(announced), dtype=bool)
     at = headers.astype(np.uint64) - np.uint64(announced.start)  # ids below the range wrap round: too large
@@ -740,6 +746,7 @@ def parse(
                 headers = keys.record_ids
                 subset = keys.slots(np.flatnonzero(mask))
                 chunk.slots = subset if mask[0] else [*keys.slots(np.zeros(1, dtype=np.int64)), *subset]
+                chunk.lead_blank = not mask[0]
                 chunk.records_end = int(keys.offsets[-1] + keys.sizes[-1])
             for record in _guarded(chunk, entry, backend, tally, subset, headers):
                 entry.records += 1

@@ -127,6 +127,9 @@ class Chunk:
     # Set when only some records are decoded: `slots` is then the chain the decoder is given (the record
     # at 512, then the wanted ones) and this is where the chunk's last record ends (stitched()).
     records_end: int | None = None
+    # The record at 512 is in `slots` only because a parser starts there, not wanted: stitched() gives it
+    # an empty body (one end-of-stream token), so it is neither expanded nor checked (prescan.unfit).
+    lead_blank: bool = False
     unfit: dict | None = None  # prescan.unfit(): records the Rust backend must not be trusted with
 
     @property
@@ -288,12 +291,19 @@ def stitched(chunk: Chunk) -> bytes:
         return chunk.data
     offsets = [slot.offset for slot in chunk.slots]
     ends = [*offsets[1:], chunk.records_end]
-    if any(b - a < 8 for a, b in zip(offsets, offsets[1:], strict=False)) or offsets[-1] + 8 > len(
-        chunk.data
+    # The first byte of the lead record's BinXML becomes an end-of-stream token (its header, which other
+    # records never point into, is left as it is; the bytes after it may hold templates others use).
+    blank = offsets[0] + RECORD_HEADER_SIZE if chunk.lead_blank else -1
+    if (
+        any(b - a < RECORD_HEADER_SIZE + 1 for a, b in zip(offsets, offsets[1:], strict=False))
+        or offsets[-1] + 8 > len(chunk.data)
+        or blank >= len(chunk.data)
     ):
         data = bytearray(chunk.data)  # slots out of order: patched one by one
         for here, there in zip(offsets, ends, strict=True):
             struct.pack_into("<I", data, here + 4, there - here)
+        if 0 <= blank < len(data):
+            data[blank] = 0
         return bytes(data)
     view = memoryview(chunk.data)  # one copy: the new sizes joined with the bytes between them
     parts: list[bytes | memoryview] = []
@@ -301,6 +311,9 @@ def stitched(chunk: Chunk) -> bytes:
     for here, there in zip(offsets, ends, strict=True):
         parts += [view[done : here + 4], _SIZE.pack(there - here)]
         done = here + 8
+        if here + RECORD_HEADER_SIZE == blank:
+            parts += [view[done:blank], b"\x00"]
+            done = blank + 1
     parts.append(view[done:])
     return b"".join(parts)
 

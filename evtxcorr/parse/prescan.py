@@ -281,7 +281,7 @@ def check_chunk(data: bytes, slots: list[RecordSlot]) -> dict[int, Finding]:
 def unfit(chunk: Chunk) -> dict[int, Finding]:
     """check_chunk() of a chunk, computed once."""
     if chunk.unfit is None:
-        chunk.unfit = check_chunk(chunk.data, chunk.slots)
+        chunk.unfit = check_chunk(chunk.data, chunk.slots[1:] if chunk.lead_blank else chunk.slots)
     return chunk.unfit
 
 

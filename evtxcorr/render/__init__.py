@@ -14,7 +14,6 @@ from typing import Any
 from evtxcorr.errors import EvtxcorrError
 from evtxcorr.model import Report
 from evtxcorr.render.context import build_context, json_part
-from evtxcorr.render.env import environment
 from evtxcorr.render.messages import LANGS, event_message
 from evtxcorr.render.messages import messages as message_table
 
@@ -32,6 +31,8 @@ class Format:
 
 def _template(name: str, html: bool) -> Callable[[Mapping[str, Any]], str]:
     def write(ctx: Mapping[str, Any]) -> str:
+        from evtxcorr.render.env import environment  # jinja2: not needed for a JSON report
+
         template = environment(html).get_template(name)
         return template.render(**ctx, msg=message_table(str(ctx["lang"])))
 
