@@ -9,6 +9,7 @@ over the other. Rows are sorted by time, host, record id.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 import pandas as pd
@@ -120,22 +121,40 @@ def _empty() -> pd.DataFrame:
     return frame.astype(DTYPES)
 
 
+_BLOCK = 4096  # rows held as tuples before they are added to the columns
+
+
+def _extend(columns: dict[str, list[object]], block: list[tuple[object, ...]]) -> None:
+    """Add the rows of `block` (in the order of `columns`) to the columns; empties `block`."""
+    for column, values in zip(columns.values(), zip(*block, strict=True), strict=False):
+        column.extend(values)
+    block.clear()
+
+
 def to_frame(records: Iterable[dict], ledger: Ledger) -> pd.DataFrame:
     """The event table: exactly model.COLUMNS, deduplicated, sorted, with a fresh RangeIndex."""
     # Columns are filled as records stream in: holding every record dict at once costs several times
     # the memory of the values themselves.
+    # Rows are taken a block at a time (one C-level itemgetter call per record) and turned into columns.
     columns: dict[str, list[object]] = {name: [] for name in (*RECORD_FIELDS, *EXPORT_FIELDS)}
-    appends = [(name, columns[name].append) for name in RECORD_FIELDS]
-    optional = [(name, default, columns[name].append) for name, (default, _) in EXPORT_FIELDS.items()]
+    fields = operator.itemgetter(*RECORD_FIELDS)
+    defaults = tuple(default for default, _ in EXPORT_FIELDS.values())
+    block: list[tuple[object, ...]] = []
     for record in records:
-        for name, append in appends:
-            append(record[name])
-        for name, default, append_optional in optional:
-            append_optional(record.get(name, default))
+        if len(record) == len(RECORD_FIELDS):  # no export fields (every .evtx record): their defaults
+            block.append(fields(record) + defaults)
+        else:
+            block.append(
+                fields(record)
+                + tuple(record.get(name, default) for name, (default, _) in EXPORT_FIELDS.items())
+            )
+        if len(block) >= _BLOCK:
+            _extend(columns, block)
+    _extend(columns, block)
     # Text stays Python objects: pandas 3 would infer pyarrow strings where pyarrow is installed, and
     # those refuse what a file name can hold (os.fsdecode's lone surrogates from a Shift_JIS folder).
     frame = pd.DataFrame(columns, columns=list(columns), dtype=object)
-    del columns, appends, optional
+    del columns
     if frame.empty:
         return _empty()
     frame["time"] = _times(frame, ledger)
