@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from evtxcorr.model import Source
 from evtxcorr.terminal import safe
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Progress:
@@ -28,6 +30,8 @@ class Progress:
     def start(self, sources: list[Source]) -> None:
         self._sizes = {s.display: s.size() for s in sources}
         if self._enabled:
+            from tqdm import tqdm  # 13 ms to import: not for --quiet runs
+
             self._bar = tqdm(
                 total=sum(self._sizes.values()),
                 unit="B",
@@ -83,6 +87,8 @@ class CaseBar:
         self._counts = {"ok": 0, "failed": 0, "skipped": 0, **done}
         self._reused = sum(done.values())
         if self._enabled:
+            from tqdm import tqdm  # 13 ms to import: not for --quiet runs
+
             self._bar = tqdm(
                 total=total, initial=self._reused, unit="case", desc="cases", file=sys.stderr,
                 disable=None, leave=False, dynamic_ncols=True,
