@@ -22,7 +22,7 @@ from evtxcorr.ledger import InputEntry, Ledger
 from evtxcorr.model import Report, Source
 from evtxcorr.parse import BACKENDS, read_source
 from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
-from evtxcorr.parse.guard import Workers, call_guarded, parse_many
+from evtxcorr.parse.guard import Pending, Workers, parse_many
 from evtxcorr.parse.plan import decode_whole
 from evtxcorr.parse.pool import worth_it
 from evtxcorr.ruleset import Ruleset, load_ruleset, with_builtin
@@ -78,16 +78,23 @@ def analyze(
     """Analyse every input under `paths` and return the Report (nothing is written here)."""
     if options.backend not in BACKENDS:
         raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
-    ruleset = load_ruleset(with_builtin(options.rule_dirs))
-    ledger = Ledger(warnings=[f"rules: built-in {note}" for note in ruleset.replaced])
+    # A team's rules are checked before any input is touched (extracting a bundle can take a while);
+    # the built-in ones, which the tests check, load while a child plans selective parsing.
+    ruleset = load_ruleset(with_builtin(options.rule_dirs)) if options.rule_dirs else None
+    ledger = Ledger(warnings=[f"rules: built-in {note}" for note in ruleset.replaced] if ruleset else [])
     with temporary_folder("evtxcorr-", options.work_dir) as work_dir:  # removed on signals too
         sources = discover(list(paths), ledger, work_dir=work_dir)
         if on_sources:
             on_sources(sources)
         check_zones(sources, options.source_tz)
-        records = read_all(
-            sources, ledger, options, progress, wanted=_wanted(sources, ruleset, options, ledger)
-        )
+        planning = _plan(sources, options)
+        try:
+            ruleset = ruleset or load_ruleset(with_builtin(()))
+            wanted = _wanted(ruleset, sources, planning, ledger)
+        finally:
+            if planning is not None:
+                planning.cancel()  # when the rules failed to load
+        records = read_all(sources, ledger, options, progress, wanted=wanted)
         with _long_lived_frozen():
             # The later stages import pandas (about 0.3 s): here, while the parse workers already run.
             from evtxcorr.conclude import conclude
@@ -137,21 +144,25 @@ def check_zones(sources: list[Source], source_tz: str | None) -> None:
             raise InputError(zone_error(local))
 
 
-def _wanted(
-    sources: list[Source], ruleset: Ruleset, options: Options, ledger: Ledger
-) -> tuple[Wanted, set[int]] | None:
-    """What selective parsing decodes (the rules' pairs) and which files it decodes whole (plan.py);
-    None to decode everything: --all-records, rules that pin no pairs, or exports in the inputs (their
-    records are paired with the .evtx records they copy, which needs those decoded)."""
+def _plan(sources: list[Source], options: Options) -> Pending | None:
+    """plan.decode_whole started in a guarded child (it reads first records with the evtx parser), or
+    None when selective parsing cannot apply: --all-records, or exports in the inputs (their records are
+    paired with the .evtx records they copy, which needs those decoded)."""
     if options.all_records or any(source.kind != "evtx" for source in sources):
         return None
-    pairs = wanted_pairs(ruleset)
+    return Pending(lambda: decode_whole(sources), None)
+
+
+def _wanted(
+    ruleset: Ruleset, sources: list[Source], planning: Pending | None, ledger: Ledger
+) -> tuple[Wanted, set[int]] | None:
+    """What selective parsing decodes (the rules' pairs) and which files it decodes whole (`planning`'s
+    answer); None to decode everything (no planning, or rules that pin no pairs)."""
+    pairs = wanted_pairs(ruleset) if planning is not None else None
     if pairs is None:
         return None
-    # decode_whole reads first records with the evtx parser: guarded like parsing. A child killed there
-    # leaves every file decoded whole: exact, only slower.
-    whole = call_guarded(lambda: decode_whole(sources), None)
-    if whole is None:
+    whole = planning.result()
+    if whole is None:  # the child was killed: every file decoded whole, exact, only slower
         ledger.warn(
             "the evtx parser was killed while reading the logs' first records (to plan selective "
             "parsing): every log decoded whole"

@@ -349,6 +349,50 @@ def test_selective_pool_past_a_hang(
     assert len(rows) == len(_rows_of(plain, chunk)) and set(rows["parser"]) == {pure.NAME}
 
 
+def test_rules_that_fail_to_load_end_the_planning_child(
+    bundles_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The built-in rules load while a child plans selective parsing: when they fail, it is killed."""
+    import evtxcorr.analyze as analyze_module
+    from evtxcorr.errors import RuleError
+
+    started: list[guard.Pending] = []
+
+    class Recorded(guard.Pending):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)  # type: ignore[arg-type]
+            started.append(self)
+
+    def broken(_dirs: object) -> None:
+        assert started  # the child was started first, and plans meanwhile
+        raise RuleError("broken on purpose")
+
+    monkeypatch.setattr(analyze_module, "Pending", Recorded)
+    monkeypatch.setattr(analyze_module, "load_ruleset", broken)
+    with pytest.raises(RuleError, match="broken on purpose"):
+        analyze([bundles_dir / SCENARIO], Options(work_dir=tmp_path))
+    assert len(started) == 1 and started[0].process.exitcode is not None  # reaped, not left running
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_teams_rules_are_loaded_before_any_input_is_touched(
+    bundles_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import evtxcorr.analyze as analyze_module
+    from evtxcorr.errors import RuleError
+
+    def broken(_dirs: object) -> None:
+        raise RuleError("broken on purpose")
+
+    def touched(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the inputs were looked at before the rules")
+
+    monkeypatch.setattr(analyze_module, "load_ruleset", broken)
+    monkeypatch.setattr(analyze_module, "discover", touched)
+    with pytest.raises(RuleError, match="broken on purpose"):
+        analyze([bundles_dir / SCENARIO], Options(work_dir=tmp_path, rule_dirs=(tmp_path,)))
+
+
 def test_a_hang_while_planning_selective_parsing_decodes_every_log_whole(
     bundles_dir: Path, log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ LIGHT_PATH = """
 import sys, tempfile, zipfile
 from pathlib import Path
 import evtxcorr.cli, evtxcorr.analyze, evtxcorr.progress, evtxcorr.output, evtxcorr.hosts
-from evtxcorr.analyze import Options, _wanted, read_all
+from evtxcorr.analyze import Options, _plan, _wanted, read_all
 from evtxcorr.discover import discover
 from evtxcorr.ledger import Ledger
 from evtxcorr.ruleset import load_ruleset, with_builtin
@@ -22,7 +22,7 @@ ruleset = load_ruleset(with_builtin([]))
 ledger = Ledger()
 with tempfile.TemporaryDirectory() as work:
     sources = discover([Path(sys.argv[1])], ledger, work_dir=Path(work))
-    wanted = _wanted(sources, ruleset, Options(), ledger)
+    wanted = _wanted(ruleset, sources, _plan(sources, Options()), ledger)
     assert wanted is not None
     records = list(read_all(sources, ledger, Options(jobs=1), wanted=wanted))
     assert records and any(entry.records_undecoded for entry in ledger.entries)

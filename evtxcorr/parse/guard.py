@@ -500,35 +500,58 @@ def _in_order(
 def call_guarded(function: Callable[[], Any], default: Any) -> Any:
     """function() in a guarded child, every Rust call under the watchdog; `default` if the child dies
     (or raises). In this process when no child can be forked."""
-    if not available():
-        return function()
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    where = context.RawArray("q", 2)
+    return Pending(function, default).result()
 
-    def run() -> None:
-        _become_child(where)
-        try:
-            send.send(("done", function()))
-        except BaseException as exc:  # noqa: BLE001 - the parent takes the default
-            send.send(("raise", RuntimeError(f"{type(exc).__name__}: {exc}")))
 
-    process = context.Process(target=run, name="evtxcorr-guarded", daemon=True)
-    with deferred():
-        process.start()
-    send.close()
-    watch = _Watch(where)
-    try:
-        while not receive.poll(POLL_SECONDS):
-            if watch.stuck():
-                process.kill()
-        kind, value = receive.recv()
-    except (EOFError, OSError):
-        kind, value = "died", None
-    except BaseException:  # interrupted: the child goes too
-        process.kill()
-        raise
-    finally:
-        receive.close()
-        process.join()
-    return value if kind == "done" else default
+class Pending:
+    """call_guarded() started in the background, so the caller goes on while the child works: result()
+    waits for it (once); cancel() kills the child."""
+
+    def __init__(self, function: Callable[[], Any], default: Any) -> None:
+        self.default = default
+        self.process: Any = None
+        self.value: tuple[str, Any] | None = None
+        if not available():
+            self.value = ("done", function())
+            return
+        context = multiprocessing.get_context("fork")
+        self.receive, send = context.Pipe(duplex=False)
+        self.where = context.RawArray("q", 2)
+
+        def run() -> None:
+            _become_child(self.where)
+            try:
+                send.send(("done", function()))
+            except BaseException as exc:  # noqa: BLE001 - the parent takes the default
+                send.send(("raise", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+        self.process = context.Process(target=run, name="evtxcorr-guarded", daemon=True)
+        with deferred():
+            self.process.start()
+        send.close()
+
+    def result(self) -> Any:
+        if self.value is None:
+            watch = _Watch(self.where)
+            try:
+                while not self.receive.poll(POLL_SECONDS):
+                    if watch.stuck():
+                        self.process.kill()
+                self.value = self.receive.recv()
+            except (EOFError, OSError):
+                self.value = ("died", None)
+            except BaseException:  # interrupted: the child goes too
+                self.process.kill()
+                raise
+            finally:
+                self.receive.close()
+                self.process.join()
+        kind, value = self.value
+        return value if kind == "done" else self.default
+
+    def cancel(self) -> None:
+        if self.value is None and self.process is not None:
+            self.value = ("cancelled", None)
+            self.receive.close()
+            self.process.kill()
+            self.process.join()
