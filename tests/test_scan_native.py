@@ -27,7 +27,9 @@ FIXTURE_LOGS = sorted((Path(__file__).parent / "fixtures").rglob("*.evtx"))
 BATCH = 128  # chunks per batch, as parse._scanned reads them
 MAGIC = b"\x2a\x2a\x00\x00"
 
-native = pytest.mark.skipif(scan.NATIVE is None, reason="the compiled scan is not built")
+native = pytest.mark.skipif(
+    scan.NATIVE is None, reason="the compiled scan is not built (or EVTXCORR_NO_NATIVE)"
+)
 
 
 @cache
