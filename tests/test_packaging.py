@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md", "evtxcorr", "rules", "templates"):
         origin = REPO / name
         if origin.is_dir():
-            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+            # no in-place build of the extension either: the wheel must compile its own
+            shutil.copytree(
+                origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd")
+            )
         else:
             source.mkdir(exist_ok=True)
             shutil.copy2(origin, source / name)
@@ -66,3 +70,20 @@ def test_installed_package_reads_its_own_data(installed: Path, tmp_path: Path) -
     assert Path(rules_dir) == installed / "evtxcorr" / "rules"
     assert Path(templates_dir) == installed / "evtxcorr" / "templates"
     assert int(causes) >= 1
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("EVTXCORR_NO_NATIVE")), reason="EVTXCORR_NO_NATIVE: numpy path asked for"
+)
+def test_wheel_carries_the_compiled_scan(installed: Path, tmp_path: Path) -> None:
+    """A normal install compiles evtxcorr/parse/_scanc.c (a C compiler is at hand here) and uses it."""
+    assert list((installed / "evtxcorr" / "parse").glob("_scanc*"))
+    result = subprocess.run(
+        [sys.executable, "-c", "from evtxcorr.parse import scan; print(scan.NATIVE.__file__)"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(installed), "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).parent == installed / "evtxcorr" / "parse"

@@ -10,10 +10,14 @@ Everything here is conservative: a record whose layout is not the one expected (
 instance, too few values, other value types, a template-less forwarded record) is `unsure` and is
 decoded; a chunk the vectorised walk cannot account for exactly returns None and is walked and decoded
 the slow way (chunks.walk_records).
+
+scan_batch runs compiled (_scanc.c, the same rules in one pass over the records) when the extension was
+built, else with numpy; tests/test_scan_native.py holds the two to identical arrays.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +30,15 @@ from evtxcorr.parse.chunks import (
     RecordSlot,
 )
 from evtxcorr.ruleset.wanted import Wanted
+
+# The compiled scan (_scanc.c), built at install when a C compiler is at hand; None: the numpy path below
+# (a build without a compiler, or EVTXCORR_NO_NATIVE set). Both give the same arrays.
+try:
+    from evtxcorr.parse import _scanc as NATIVE
+except ImportError:  # pragma: no cover - depends on the build
+    NATIVE = None
+if os.environ.get("EVTXCORR_NO_NATIVE"):
+    NATIVE = None
 
 RECORD_MAGIC_U32 = 0x00002A2A
 EVENT_ID_INDEX, PROVIDER_INDEX = 3, 14
@@ -184,8 +197,10 @@ def scan_batch(
         buf = b"".join(
             data if ok else bytes(CHUNK_SIZE) for (data, _), ok in zip(chunks, sizes_ok, strict=True)
         )
-    bases = np.arange(count, dtype=np.int64) * CHUNK_SIZE
     ends = np.array([end for _, end in chunks], dtype=np.int64)
+    if NATIVE is not None and _native_table(id_table):
+        return _scan_native(buf, count, ends, ~np.array(sizes_ok, dtype=bool), id_table)
+    bases = np.arange(count, dtype=np.int64) * CHUNK_SIZE
     words = np.frombuffer(buf, dtype="<u4").reshape(count, CHUNK_SIZE // 4)
     # Records start 8-aligned: the u32 at every other word from 512 on, as a strided view (no copy).
     last_word = (CHUNK_SIZE - RECORD_HEADER_SIZE) // 4
@@ -236,6 +251,42 @@ def scan_batch(
         written=written,
         buf=buf,
         **keys,
+    )
+
+
+def _native_table(id_table: np.ndarray | None) -> bool:
+    """Can the compiled scan read `id_table` as numpy does (a non-empty bool vector)?"""
+    return id_table is None or (id_table.dtype == np.bool_ and id_table.ndim == 1 and len(id_table) > 0)
+
+
+def _scan_native(
+    buf: bytes | memoryview, count: int, ends: np.ndarray, bad: np.ndarray, id_table: np.ndarray | None
+) -> ScanBatch:
+    """scan_batch's answer from the compiled scan (_scanc.c), array for array the numpy path's. `bad`
+    holds the chunks that are not 64 KiB (zeros in `buf`)."""
+    bounds = np.zeros(count + 1, dtype=np.int64)
+    records = NATIVE.walk(buf, ends, bad, bounds)
+    wide = np.empty((9, records), dtype=np.int64)
+    flags = np.empty((2, records), dtype=bool)
+    table = None if id_table is None else np.ascontiguousarray(id_table)
+    NATIVE.keys(buf, bad, bounds, table, wide, flags)
+    owner, offsets, sizes, record_ids, written, event_ids, provider_at, provider_len, template_at = wide
+    return ScanBatch(
+        count=count,
+        bad=bad,
+        bounds=bounds,
+        owner=owner,
+        offsets=offsets,
+        sizes=sizes,
+        record_ids=record_ids.view(np.uint64),
+        written=written,
+        event_ids=event_ids,
+        unsure=flags[0],
+        provider_at=provider_at,
+        provider_len=provider_len,
+        template_at=template_at,
+        candidate=None if id_table is None else flags[1],
+        buf=buf,
     )
 
 
