@@ -393,3 +393,20 @@ def test_forged_netlogon_5719_row(bundles_dir: Path) -> None:
         (frame["provider"] == "Microsoft-Windows-FailoverClustering") & (frame["event_id"] == 1228)
     ]
     assert "0xC000006B" in cluster.iloc[0]["codes"]
+
+
+def test_the_chunk_checksum_is_zlibs_crc32() -> None:
+    """chunks.crc32 (zlib-ng's where installed, as in CI) gives zlib's CRC-32, chained as the header's is."""
+    import random
+    import zlib
+
+    from evtxcorr.parse import chunks
+
+    assert chunks.crc32.__module__.startswith("zlib_ng")  # a dependency: a missing wheel is noticed here
+    generator = random.Random(12)
+    for size in (0, 1, 7, 120, 384, 65024, 65536, 1 << 20):
+        data = generator.randbytes(size)
+        assert chunks.crc32(data) == zlib.crc32(data)
+        assert chunks.crc32(memoryview(data)[size // 3 :], 0xDEADBEEF) == zlib.crc32(
+            data[size // 3 :], 0xDEADBEEF
+        )
