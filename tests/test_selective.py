@@ -19,6 +19,7 @@ from evtxcorr.forge.damage import Damage, apply_damage
 from evtxcorr.ledger import Ledger
 from evtxcorr.model import Report, Source
 from evtxcorr.parse import parse
+from evtxcorr.parse import scan as scan_module
 from evtxcorr.parse.chunks import iter_chunks, walk_records
 from evtxcorr.parse.scan import scan, scan_many
 from evtxcorr.ruleset import load_ruleset, match, with_builtin
@@ -278,11 +279,38 @@ def test_the_process_pool_gives_the_same_answers(tmp_path: Path, monkeypatch: py
         ([10, 11, 11, 13], [12], []),  # read although its header was not found
         ([10, 11, 11, 13], [], [12]),
         ([9, 10, 11, 12], [], [13]),
+        (range(10, 14), [], []),  # ids rising by one (the scan says so): a range
+        (range(10, 13), [], [13]),
+        (range(11, 15), [10], []),
+        (range(11, 15), [], [10]),
     ],
 )
-def test_ids_announced_but_not_found(headers: list[int], read: list[int], unfound: list[int]) -> None:
+def test_ids_announced_but_not_found(headers: list[int] | range, read: list[int], unfound: list[int]) -> None:
     from evtxcorr.parse import _unfound
     from evtxcorr.parse.chunks import Chunk
 
     chunk = Chunk(0, 4096, b"", "ok", header={"first_record_id": 10, "last_record_id": 13})
-    assert _unfound(chunk, read, np.array(headers, dtype=np.uint64)) == unfound
+    given = headers if isinstance(headers, range) else np.array(headers, dtype=np.uint64)
+    assert _unfound(chunk, read, given) == unfound
+
+
+def test_the_scan_tells_which_chunks_ids_rise_by_one(corpus_dir: Path) -> None:
+    """As the record ids the scan read say: checked against the ids themselves, chunk by chunk, with a
+    chunk whose ids were made to skip one (its checksum is not checked here)."""
+
+    path = next(p for p in sorted(corpus_dir.rglob("*.evtx")) if p.stat().st_size > 1 << 20)
+    chunks = [(c.data, c.end) for c in iter_chunks(path) if c.readable][:40]
+    data = bytearray(chunks[3][0])
+    first = scan(bytes(data), chunks[3][1])
+    assert first is not None and len(first) > 2
+    at = int(first.offsets[1]) + 8
+    data[at : at + 8] = (int(first.record_ids[1]) + 5).to_bytes(8, "little")
+    chunks[3] = (bytes(data), chunks[3][1])
+    batch = scan_module.scan_batch(chunks)
+    rising = batch.rising_by_one()
+    assert not rising[3]
+    for index in range(batch.count):
+        keys = batch.keys(index)
+        if keys is not None:
+            ids = keys.record_ids.astype(np.int64).tolist()
+            assert rising[index] == all(b - a == 1 for a, b in zip(ids, ids[1:], strict=False)), index

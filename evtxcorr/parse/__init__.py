@@ -168,10 +168,11 @@ def _read_chunk(
     backend: str,
     tally: _Tally,
     wanted: list[RecordSlot],
-    headers: np.ndarray | None = None,
+    headers: np.ndarray | range | None = None,
 ) -> Iterator[dict]:
     """The `wanted` records of one readable chunk, primary backend first, the other for what it missed.
-    `headers`: the ids of every record header in the chunk, when only some are decoded (selective).
+    `headers`: the ids of every record header in the chunk, when only some are decoded (selective); a
+    range when they rise by one (the usual chunk).
     A chunk in `tally.rust_banned` is read with python-evtx alone."""
     banned = chunk.index in tally.rust_banned
     if banned:
@@ -241,7 +242,7 @@ def _guarded(
     backend: str,
     tally: _Tally,
     wanted: list[RecordSlot] | None = None,
-    headers: np.ndarray | None = None,
+    headers: np.ndarray | range | None = None,
 ) -> list[dict]:
     """_read_chunk (of every record, or of `wanted` with the chunk's `headers`), with anything
     unexpected costing this chunk only (counted, never raised)."""
@@ -318,7 +319,7 @@ def _in_header(chunk: Chunk, record_id: int) -> bool:
     return announced is not None and record_id in announced
 
 
-def _unfound(chunk: Chunk, read: list[int], headers: np.ndarray | None = None) -> list[int]:
+def _unfound(chunk: Chunk, read: list[int], headers: np.ndarray | range | None = None) -> list[int]:
     """Ids the chunk header announces that were neither read nor found as a record header (`headers`,
     default the chunk's slots)."""
     announced = _announced(chunk.header)
@@ -326,12 +327,10 @@ def _unfound(chunk: Chunk, read: list[int], headers: np.ndarray | None = None) -
         return []
     if headers is None:
         headers = np.fromiter((slot.record_id for slot in chunk.slots), dtype=np.uint64)
-    elif (
-        len(headers) == len(announced)
-        and int(headers[0]) == announced.start
-        and bool((np.diff(headers) == 1).all())
-    ):
-        return []  # the usual chunk: a header for every announced id, in order (selective reads)
+    elif isinstance(headers, range):
+        if headers == announced:
+            return []  # the usual chunk: a header for every announced id
+        headers = np.arange(headers.start, headers.stop, dtype=np.uint64)
     # Each announced id marked as seen by position; ids outside the announced range are ignored.
     seen = np.zeros(len(announced), dtype=bool)
     at = headers.astype(np.uint64) - np.uint64(announced.start)  # ids below the range wrap round: too large
@@ -622,6 +621,11 @@ class _Scanned:
             self._keys = self.batch.keys(self.position)
         return self._keys  # type: ignore[return-value]
 
+    @property
+    def rising(self) -> bool:
+        """Do the record ids rise by one from each record to the next, as Windows writes them?"""
+        return bool(self.batch.rising_by_one()[self.position])
+
 
 def _scanned(chunks: Iterator[Chunk], wanted: Wanted | None) -> Iterator[tuple[Chunk, _Scanned | None]]:
     """Each chunk with its scanned records and the mask of those to decode (`mask` None: none); None when
@@ -743,7 +747,9 @@ def parse(
                     entry.chunks_skipped += 1
                     continue
                 keys, mask = scanned.keys, scanned.mask
-                headers = keys.record_ids
+                headers = (
+                    keys.record_ids if not scanned.rising else range(scanned.ends[2], scanned.ends[4] + 1)
+                )
                 subset = keys.slots(np.flatnonzero(mask))
                 chunk.slots = subset if mask[0] else [*keys.slots(np.zeros(1, dtype=np.int64)), *subset]
                 chunk.lead_blank = not mask[0]

@@ -122,6 +122,17 @@ class ScanBatch:
             candidate=None if self.candidate is None else self.candidate[lo:hi],
         )
 
+    def rising_by_one(self) -> np.ndarray:
+        """Per chunk: does each record's id exceed the one before it by exactly one (worked out once)?"""
+        found = getattr(self, "_rising", None)
+        if found is None:
+            broken = np.zeros(self.count, dtype=bool)
+            if len(self.record_ids) > 1:
+                steps = self.record_ids[1:] - self.record_ids[:-1] != 1  # uint64: a fall wraps round
+                broken[self.owner[1:][steps & (self.owner[1:] == self.owner[:-1])]] = True
+            found = self._rising = ~broken
+        return found
+
     def per_chunk(self, flags: np.ndarray) -> np.ndarray:
         """How many records of each chunk have `flags` set (int64 per chunk)."""
         return np.bincount(self.owner[flags], minlength=self.count)
