@@ -523,3 +523,40 @@ def test_an_export_without_payload_names_the_cause_unconfirmed_with_the_payload_
     assert evidence(finding, "other-nodes-keep-dc").status == "absent"  # the other nodes' logs vouch
     # without the possible matches, the same table gives nothing: the CSV rows could not anchor
     assert diagnose(table, correlate(table, signals, RULES), signals, RULES)[0] == []
+
+
+def test_the_signal_index_holds_each_detections_hits_per_host_in_time_order() -> None:
+    import random
+
+    import numpy as np
+    import pandas as pd
+
+    from evtxcorr.diagnose.index import SignalIndex
+
+    generator = random.Random(3)
+    times = [
+        pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(seconds=generator.randint(0, 50))
+        for _ in range(300)
+    ]
+    frame = pd.DataFrame(
+        {"time": times, "host_key": [generator.choice(["hv01", "hv02", "hv03"]) for _ in range(300)]}
+    )
+    frame.loc[7, "time"] = pd.NaT  # no time: left out
+    signals = {
+        row: tuple(generator.sample(["a", "b", "c"], generator.randint(1, 3)))
+        for row in range(300)
+        if generator.random() < 0.7
+    }
+    index = SignalIndex.build(frame, signals, hosts=["hv01", "hv02"])
+    expected: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for row, names in signals.items():
+        if row == 7 or frame.at[row, "host_key"] == "hv03":
+            continue
+        ns = frame.at[row, "time"].value
+        for name in names:
+            expected.setdefault((name, frame.at[row, "host_key"]), []).append((ns, row))
+    assert sorted(index.hits) == sorted(expected)
+    for key, hits in index.hits.items():
+        assert list(zip(hits.ns.tolist(), hits.rows.tolist(), strict=True)) == sorted(expected[key])
+        assert hits.ns.dtype == np.int64 and hits.rows.dtype == np.int64
+    assert SignalIndex.build(frame, signals, hosts=["hv09"]).hits == {}

@@ -36,34 +36,30 @@ class Mention:
     node: str
     node_domain: str  # the domain written with the node name, '' when the event gives a short name
     name: str  # the node as written (short name upper-cased when that is all the event gives)
-    row: int
 
 
 def mentions(frame: pd.DataFrame, signals: Mapping[int, tuple[str, ...]], ruleset: Ruleset) -> list[Mention]:
-    """Every node named by position in a cluster event (settings `node_names`), with who logged it."""
+    """Every node named by position in a cluster event (settings `node_names`), with who logged it: each
+    distinct mention once, in the order first met (a host names the same nodes thousands of times)."""
     by_detection: dict[str, list[int]] = {}
     wanted = {detection for detection, _field in ruleset.settings.node_names}
     for row, names in signals.items():
         for name in wanted.intersection(names):
             by_detection.setdefault(name, []).append(row)
-    found: list[Mention] = []
+    found: dict[tuple[object, object], Mention | None] = {}  # (host, value) -> its mention
     for detection, field in ruleset.settings.node_names:
         rows = frame.index.intersection(by_detection.get(detection, []), sort=False)
         if not len(rows) or not field.startswith("param") or not field[5:].isdigit():
             continue
         table = frame.loc[rows, ["host", "data"]]
         values = table["data"].str.get(int(field[5:]) - 1)
-        named_by: dict[object, tuple[str, str] | None] = {}  # a few node names, written thousands of times
-        for row, host, value in zip(table.index, table["host"], values, strict=True):
-            if value not in named_by:
-                named_by[value] = node_key(value)
-            named = named_by[value]
-            if named is None:
-                continue
-            logged_by, domain = split_host(host)
-            written = str(value).strip()
-            found.append(Mention(logged_by, domain, named[0], named[1], written, int(row)))
-    return found
+        for host, value in zip(table["host"], values, strict=True):
+            if (host, value) not in found:
+                named = node_key(value)
+                found[(host, value)] = (
+                    None if named is None else Mention(*split_host(host), *named, str(value).strip())
+                )
+    return list(dict.fromkeys(mention for mention in found.values() if mention is not None))
 
 
 class _Groups:

@@ -52,17 +52,28 @@ class SignalIndex:
             table = table[table["host_key"].isin(set(hosts))]
         names = [signals[row] for row in table.index]
         repeat = np.fromiter((len(n) for n in names), dtype=np.int64, count=len(names))
-        exploded = pd.DataFrame(
-            {
-                "detection": [name for group in names for name in group],
-                "host": np.repeat(table["host_key"].to_numpy(dtype=object), repeat),
-                "ns": np.repeat(table["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64), repeat),
-                "row": np.repeat(table.index.to_numpy(dtype=np.int64), repeat),
-            }
-        ).sort_values(["detection", "host", "ns", "row"], kind="stable")
-        index = {}
-        for key, group in exploded.groupby(["detection", "host"], sort=False):
-            index[(str(key[0]), str(key[1]))] = Hits(group["ns"].to_numpy(), group["row"].to_numpy())
+        pairs = list(
+            zip(
+                (name for group in names for name in group),
+                np.repeat(table["host_key"].to_numpy(dtype=object), repeat).tolist(),
+                strict=True,
+            )
+        )
+        if not pairs:
+            return cls({})
+        keys = sorted(set(pairs))  # (detection, host), each numbered in sorted order
+        number = {key: position for position, key in enumerate(keys)}
+        codes = np.fromiter((number[pair] for pair in pairs), dtype=np.int64, count=len(pairs))
+        ns = np.repeat(table["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64), repeat)
+        rows = np.repeat(table.index.to_numpy(dtype=np.int64), repeat)
+        order = np.lexsort((rows, ns, codes))  # by pair, then time, then row
+        codes, ns, rows = codes[order], ns[order], rows[order]
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]).tolist()
+        ends = [*starts[1:], len(codes)]
+        index = {
+            (str(keys[codes[a]][0]), str(keys[codes[a]][1])): Hits(ns[a:b], rows[a:b])
+            for a, b in zip(starts, ends, strict=True)
+        }
         return cls(index)
 
     def get(self, detection: str, host: str) -> Hits:
