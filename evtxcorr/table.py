@@ -72,8 +72,17 @@ def host_names(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def _codes(frame: pd.DataFrame) -> list[tuple[str, ...]]:
-    columns = zip(frame["provider"], frame["event_id"], frame["data"], frame["binary"], strict=True)
-    return [extract_codes(p, int(e), d, b) for p, e, d, b in columns]
+    """extract_codes of each row, once per distinct payload (events repeat theirs: about 3 rows in 5)."""
+    known: dict[tuple[object, ...], tuple[str, ...]] = {}
+    codes = []
+    for key in zip(
+        frame["provider"], frame["event_id"].tolist(), frame["data"], frame["binary"], strict=True
+    ):
+        found = known.get(key)
+        if found is None:
+            found = known[key] = extract_codes(*key)
+        codes.append(found)
+    return codes
 
 
 def _count_per_input(input_ids: pd.Series, ledger: Ledger, counter: str) -> None:
