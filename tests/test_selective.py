@@ -314,3 +314,35 @@ def test_the_scan_tells_which_chunks_ids_rise_by_one(corpus_dir: Path) -> None:
         if keys is not None:
             ids = keys.record_ids.astype(np.int64).tolist()
             assert rising[index] == all(b - a == 1 for a, b in zip(ids, ids[1:], strict=False)), index
+
+
+def test_a_block_of_chunks_is_scanned_where_it_lies(corpus_dir: Path) -> None:
+    """iter_chunks reads 128 chunks at once and each chunk views its part: the batch is scanned in that
+    block without a copy, with the same arrays as from a join; a chunk's bytes are copied out on demand."""
+    from evtxcorr.parse import _joined
+    from evtxcorr.parse.chunks import BLOCK_CHUNKS
+
+    path = max(corpus_dir.rglob("*.evtx"), key=lambda p: p.stat().st_size)
+    chunks = list(iter_chunks(path))[:BLOCK_CHUNKS]
+    assert len(chunks) > 8 and all(isinstance(c.raw, memoryview) and c.readable for c in chunks)
+    sound = chunks
+    joined = _joined(sound)
+    assert joined is not None and joined.obj is chunks[0].raw.obj and len(joined) == len(sound) * 65536
+    pairs = [(c.raw, c.end) for c in sound]
+    in_place = scan_module.scan_batch(pairs, joined=joined)
+    copied = scan_module.scan_batch(pairs, scratch=bytearray(len(pairs) * 65536))
+    for name in (
+        "bad",
+        "bounds",
+        "owner",
+        "offsets",
+        "sizes",
+        "record_ids",
+        "written",
+        "event_ids",
+        "unsure",
+    ):
+        assert np.array_equal(getattr(in_place, name), getattr(copied, name)), name
+    assert bytes(in_place.buf) == bytes(copied.buf)
+    assert _joined(sound[1:] + sound[:1]) is None  # out of order: not one run of the block
+    assert isinstance(chunks[0].data, bytes) and chunks[0].data == bytes(chunks[0].raw)

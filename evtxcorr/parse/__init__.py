@@ -627,6 +627,21 @@ class _Scanned:
         return bool(self.batch.rising_by_one()[self.position])
 
 
+def _joined(chunks: list[Chunk]) -> memoryview | None:
+    """The chunks as they lie in the block iter_chunks read, when they are its consecutive 64 KiB parts
+    (the usual batch): the scan reads them there instead of a copy."""
+    if not chunks or not isinstance(chunks[0].raw, memoryview):
+        return None
+    block, start = chunks[0].raw.obj, chunks[0].block_at
+    for number, chunk in enumerate(chunks):
+        raw = chunk.raw
+        if not (isinstance(raw, memoryview) and raw.obj is block and len(raw) == CHUNK_SIZE):
+            return None
+        if chunk.block_at != start + number * CHUNK_SIZE:
+            return None
+    return memoryview(block)[start : start + len(chunks) * CHUNK_SIZE]  # type: ignore[arg-type]
+
+
 def _scanned(chunks: Iterator[Chunk], wanted: Wanted | None) -> Iterator[tuple[Chunk, _Scanned | None]]:
     """Each chunk with its scanned records and the mask of those to decode (`mask` None: none); None when
     the chunk is decoded whole (no `wanted`, damaged, repaired, or a layout the scan cannot account for
@@ -641,7 +656,7 @@ def _scanned(chunks: Iterator[Chunk], wanted: Wanted | None) -> Iterator[tuple[C
         sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
         # Providers wanted whatever the event id: every record's provider is read and looked at.
         table = None if wanted.any_event_id else wanted.id_table  # type: ignore[union-attr]
-        found = scan.scan_batch([(c.data, c.end) for c in sound], table, scratch)
+        found = scan.scan_batch([(c.raw, c.end) for c in sound], table, scratch, joined=_joined(sound))
         unsure = found.per_chunk(found.unsure).tolist()
         selected = scan.select(found, wanted)  # type: ignore[arg-type]
         picked = found.per_chunk(selected).tolist()

@@ -23,6 +23,7 @@ CHUNK_MAGIC = b"ElfChnk\x00"
 RECORD_MAGIC = b"\x2a\x2a\x00\x00"
 FILE_HEADER_SIZE = 4096
 CHUNK_SIZE = 65536
+BLOCK_CHUNKS = 128  # chunks read from the file at once (8 MiB): the scan's batch
 CHUNK_HEADER_SIZE = 512  # 128-byte header + string and template offset tables
 RECORD_HEADER_SIZE = 24  # magic, size, record id, written FILETIME
 MIN_RECORD_SIZE = RECORD_HEADER_SIZE + 4  # header + trailing size copy
@@ -123,7 +124,7 @@ class Chunk:
 
     index: int
     file_offset: int
-    data: bytes
+    raw: bytes | memoryview  # its bytes; a view into the block iter_chunks read (see `data`, `block_at`)
     status: str  # 'ok' | 'repaired' | 'bad-magic' | 'truncated' | 'trailing'
     header: dict[str, int] = field(default_factory=dict)
     header_crc_ok: bool = True
@@ -136,6 +137,15 @@ class Chunk:
     # an empty body (one end-of-stream token), so it is neither expanded nor checked (prescan.unfit).
     lead_blank: bool = False
     unfit: dict | None = None  # prescan.unfit(): records the Rust backend must not be trusted with
+    block_at: int = -1  # where `raw` starts in the bytes it views (iter_chunks' block), -1: not a view
+    _bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> bytes:
+        """The chunk's bytes, copied out of the block on first use: most chunks are only scanned."""
+        if self._bytes is None:
+            self._bytes = self.raw if isinstance(self.raw, bytes) else bytes(self.raw)
+        return self._bytes
 
     @property
     def readable(self) -> bool:
@@ -145,7 +155,7 @@ class Chunk:
     def end(self) -> int:
         """Where the walk of its records stops: the free-space offset when plausible, else the end."""
         free = self.header.get("free_space_offset", 0)
-        return free if CHUNK_HEADER_SIZE <= free <= len(self.data) else len(self.data)
+        return free if CHUNK_HEADER_SIZE <= free <= len(self.raw) else len(self.raw)
 
     @property
     def slots(self) -> list[RecordSlot]:
@@ -223,7 +233,7 @@ def walk_records(data: bytes, free_space_offset: int | None = None) -> list[Reco
     return slots
 
 
-def _read_chunk(index: int, file_offset: int, data: bytes) -> Chunk:
+def _read_chunk(index: int, file_offset: int, data: bytes | memoryview) -> Chunk:
     if len(data) < CHUNK_SIZE:
         return Chunk(index, file_offset, data, "truncated")
     status = "ok"
@@ -271,15 +281,21 @@ def iter_chunks(path: Path) -> Iterator[Chunk]:
         fh.seek(FILE_HEADER_SIZE)
         index = 0
         pending: list[Chunk] = []
-        while data := fh.read(CHUNK_SIZE):
-            chunk = _read_chunk(index, FILE_HEADER_SIZE + index * CHUNK_SIZE, data)
-            index += 1
-            if chunk.readable:
-                yield from pending  # bad-magic slots between real chunks: failed chunks
-                pending.clear()
-                yield chunk
-            else:
-                pending.append(chunk)
+        # Read BLOCK_CHUNKS chunks at a time; each chunk views its part of the block (no copy until its
+        # bytes are needed), and the scan reads a block's chunks where they lie.
+        while block := fh.read(BLOCK_CHUNKS * CHUNK_SIZE):
+            view = memoryview(block)
+            for at in range(0, len(block), CHUNK_SIZE):
+                chunk = _read_chunk(index, FILE_HEADER_SIZE + index * CHUNK_SIZE, view[at : at + CHUNK_SIZE])
+                if isinstance(chunk.raw, memoryview):  # (a repaired chunk is a copy)
+                    chunk.block_at = at
+                index += 1
+                if chunk.readable:
+                    yield from pending  # bad-magic slots between real chunks: failed chunks
+                    pending.clear()
+                    yield chunk
+                else:
+                    pending.append(chunk)
         for chunk in pending:  # after the last real chunk
             if _is_zero(chunk.data):
                 continue

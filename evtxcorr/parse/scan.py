@@ -190,16 +190,22 @@ def scan_many(chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = Non
 
 
 def scan_batch(
-    chunks: list[tuple[bytes, int]], id_table: np.ndarray | None = None, scratch: bytearray | None = None
+    chunks: list[tuple[bytes | memoryview, int]],
+    id_table: np.ndarray | None = None,
+    scratch: bytearray | None = None,
+    joined: bytes | memoryview | None = None,
 ) -> ScanBatch:
     """scan_many()'s work, left as flat arrays (ScanBatch). With `id_table`, the provider value is read
     only for candidates (the others never need it); without, for every sure record. `scratch`: a buffer
     to join the chunks in, reused from batch to batch (the batch's `buf` is then only valid until the
-    next call with it)."""
+    next call with it). `joined`: the chunks already side by side in one buffer (all 64 KiB), read
+    where they lie."""
     count = len(chunks)
     sizes_ok = [len(data) == CHUNK_SIZE for data, _ in chunks]
     buf: bytes | memoryview
-    if scratch is not None and len(scratch) >= count * CHUNK_SIZE:
+    if joined is not None and len(joined) == count * CHUNK_SIZE and all(sizes_ok):
+        buf = joined
+    elif scratch is not None and len(scratch) >= count * CHUNK_SIZE:
         # Copied into memory already mapped: a new 8 MiB join per batch costs more in page faults.
         buf = memoryview(scratch)[: count * CHUNK_SIZE]
         for index, ((data, _), ok) in enumerate(zip(chunks, sizes_ok, strict=True)):
