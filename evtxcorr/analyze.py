@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evtxcorr import __version__
 from evtxcorr.discover import discover
@@ -25,9 +26,11 @@ from evtxcorr.parse.exports import NEEDS_ZONE, zone_error
 from evtxcorr.parse.guard import Pending, Workers, parse_many
 from evtxcorr.parse.plan import decode_whole
 from evtxcorr.parse.pool import worth_it
-from evtxcorr.ruleset import Ruleset, load_ruleset, with_builtin
-from evtxcorr.ruleset.wanted import Wanted, wanted_pairs
 from evtxcorr.signals import temporary_folder
+
+if TYPE_CHECKING:
+    from evtxcorr.ruleset import Ruleset
+    from evtxcorr.ruleset.wanted import Wanted
 
 # Called as progress(source, records_so_far, finished[, bytes_scanned, chunks_decoded]) while parsing;
 # the CLI draws a bar with it (progress.Progress.update).
@@ -79,8 +82,9 @@ def analyze(
     if options.backend not in BACKENDS:
         raise ValueError(f"unknown parser {options.backend!r}; choose one of {', '.join(BACKENDS)}")
     # A team's rules are checked before any input is touched (extracting a bundle can take a while);
-    # the built-in ones, which the tests check, load while a child plans selective parsing.
-    ruleset = load_ruleset(with_builtin(options.rule_dirs)) if options.rule_dirs else None
+    # the built-in ones, which the tests check, are imported and loaded while a child plans selective
+    # parsing (pySigma alone takes about 50 ms to import).
+    ruleset = _rules(options.rule_dirs) if options.rule_dirs else None
     ledger = Ledger(warnings=[f"rules: built-in {note}" for note in ruleset.replaced] if ruleset else [])
     with temporary_folder("evtxcorr-", options.work_dir) as work_dir:  # removed on signals too
         sources = discover(list(paths), ledger, work_dir=work_dir)
@@ -89,7 +93,7 @@ def analyze(
         check_zones(sources, options.source_tz)
         planning = _plan(sources, options)
         try:
-            ruleset = ruleset or load_ruleset(with_builtin(()))
+            ruleset = ruleset or _rules(())
             wanted = _wanted(ruleset, sources, planning, ledger)
         finally:
             if planning is not None:
@@ -144,6 +148,13 @@ def check_zones(sources: list[Source], source_tz: str | None) -> None:
             raise InputError(zone_error(local))
 
 
+def _rules(rule_dirs: Sequence[Path]) -> Ruleset:
+    """The built-in rules with `rule_dirs` beside them (RuleError when they do not load)."""
+    from evtxcorr.ruleset import load_ruleset, with_builtin
+
+    return load_ruleset(with_builtin(rule_dirs))
+
+
 def _plan(sources: list[Source], options: Options) -> Pending | None:
     """plan.decode_whole started in a guarded child (it reads first records with the evtx parser), or
     None when selective parsing cannot apply: --all-records, or exports in the inputs (their records are
@@ -158,6 +169,8 @@ def _wanted(
 ) -> tuple[Wanted, set[int]] | None:
     """What selective parsing decodes (the rules' pairs) and which files it decodes whole (`planning`'s
     answer); None to decode everything (no planning, or rules that pin no pairs)."""
+    from evtxcorr.ruleset.wanted import wanted_pairs
+
     pairs = wanted_pairs(ruleset) if planning is not None else None
     if pairs is None:
         return None

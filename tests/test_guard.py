@@ -368,7 +368,7 @@ def test_rules_that_fail_to_load_end_the_planning_child(
         raise RuleError("broken on purpose")
 
     monkeypatch.setattr(analyze_module, "Pending", Recorded)
-    monkeypatch.setattr(analyze_module, "load_ruleset", broken)
+    monkeypatch.setattr(analyze_module, "_rules", broken)
     with pytest.raises(RuleError, match="broken on purpose"):
         analyze([bundles_dir / SCENARIO], Options(work_dir=tmp_path))
     assert len(started) == 1 and started[0].process.exitcode is not None  # reaped, not left running
@@ -387,7 +387,7 @@ def test_a_teams_rules_are_loaded_before_any_input_is_touched(
     def touched(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the inputs were looked at before the rules")
 
-    monkeypatch.setattr(analyze_module, "load_ruleset", broken)
+    monkeypatch.setattr(analyze_module, "_rules", broken)
     monkeypatch.setattr(analyze_module, "discover", touched)
     with pytest.raises(RuleError, match="broken on purpose"):
         analyze([bundles_dir / SCENARIO], Options(work_dir=tmp_path, rule_dirs=(tmp_path,)))

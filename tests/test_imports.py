@@ -29,6 +29,13 @@ with tempfile.TemporaryDirectory() as work:
 print("pandas" in sys.modules, "jinja2" in sys.modules, "Evtx" in sys.modules)
 """
 
+# Up to the planning child's start, pySigma is not imported either: the rules load while it plans.
+BEFORE_RULES = """
+import sys
+import evtxcorr.cli, evtxcorr.analyze, evtxcorr.progress, evtxcorr.output, evtxcorr.discover
+print("sigma" in sys.modules, "pyparsing" in sys.modules, "pandas" in sys.modules)
+"""
+
 
 def test_loading_rules_and_parsing_selectively_never_import_pandas() -> None:
     bundle = BUNDLES / "shared-nic-link-restored.zip"
@@ -54,3 +61,9 @@ def test_the_written_out_pandas_limits_are_pandas_limits() -> None:
     earliest = (pd.Timestamp.min.ceil("s").tz_localize("UTC") + pd.Timedelta(days=1)).to_pydatetime()
     latest = (pd.Timestamp.max.floor("s").tz_localize("UTC") - pd.Timedelta(days=1)).to_pydatetime()
     assert (earliest, latest) == (_EARLIEST, _LATEST)
+
+
+def test_the_rules_are_imported_only_once_planning_has_started() -> None:
+    done = subprocess.run([sys.executable, "-c", BEFORE_RULES], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "False"]

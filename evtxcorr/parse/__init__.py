@@ -41,10 +41,10 @@ from evtxcorr.parse.chunks import (
     walk_records,
 )
 from evtxcorr.parse.normalise import filetime_to_datetime
-from evtxcorr.ruleset.wanted import Wanted
 
 if TYPE_CHECKING:
     from evtxcorr.parse.guard import Workers
+    from evtxcorr.ruleset.wanted import Wanted  # (pySigma: analyze imports it once planning has started)
 
 __all__ = ["BACKENDS", "HOLE_MARGIN", "PURE", "ChunkResult", "parse", "read_source"]
 

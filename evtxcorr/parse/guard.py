@@ -36,14 +36,16 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
 from evtxcorr.parse import PURE, parse, rust
 from evtxcorr.parse.chunks import CHUNK_SIZE, FILE_HEADER_SIZE
-from evtxcorr.ruleset.wanted import Wanted
 from evtxcorr.signals import deferred, worker_defaults
+
+if TYPE_CHECKING:
+    from evtxcorr.ruleset.wanted import Wanted  # (pySigma: analyze imports it once planning has started)
 
 WATCHDOG_CPU_SECONDS = 30.0  # per chunk's Rust calls (3x rust.CHUNK_CPU_SECONDS, checked between records)
 # A Rust call that spends no CPU (a deadlock: pyevtx-rs gets the chunk in memory, one thread, so none is

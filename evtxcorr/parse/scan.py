@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +30,9 @@ from evtxcorr.parse.chunks import (
     RECORD_HEADER_SIZE,
     RecordSlot,
 )
-from evtxcorr.ruleset.wanted import Wanted
+
+if TYPE_CHECKING:
+    from evtxcorr.ruleset.wanted import Wanted  # (pySigma: analyze imports it once planning has started)
 
 # The compiled scan (_scanc.c), built at install when a C compiler is at hand; None: the numpy path below
 # (a build without a compiler, or EVTXCORR_NO_NATIVE set). Both give the same arrays.
