@@ -606,25 +606,34 @@ class _Scanned:
     totals its ledger needs: `records`, and `ends` (earliest and latest written time; id and written
     time of its first and of its last record by id)."""
 
-    __slots__ = ("batch", "position", "records", "ends", "mask", "_keys")
+    __slots__ = ("batch", "position", "records", "ends", "mask")
 
     def __init__(
         self, batch: scan.ScanBatch, position: int, ends: tuple[int, ...], mask: np.ndarray | None
     ) -> None:
         self.batch, self.position, self.mask = batch, position, mask
         self.records, self.ends = ends[0], ends[1:]
-        self._keys: scan.RecordKeys | None = None
 
-    @property
-    def keys(self) -> scan.RecordKeys:
-        if self._keys is None:
-            self._keys = self.batch.keys(self.position)
-        return self._keys  # type: ignore[return-value]
+    def _of_chunk(self, values: np.ndarray) -> np.ndarray:
+        """This chunk's part of one of the batch's arrays over records."""
+        return values[self.batch.bounds[self.position] : self.batch.bounds[self.position + 1]]
 
-    @property
-    def rising(self) -> bool:
-        """Do the record ids rise by one from each record to the next, as Windows writes them?"""
-        return bool(self.batch.rising_by_one()[self.position])
+    def decode(self, chunk: Chunk) -> tuple[list[RecordSlot], np.ndarray | range]:
+        """Set `chunk` up to decode the records of `mask` (chunk.slots: the record at 512 first, blanked
+        when not wanted; chunk.records_end) and return (the wanted slots, the ids of every record
+        header: a range when they rise by one)."""
+        assert self.mask is not None
+        positions = np.flatnonzero(self.mask).tolist()
+        lead = positions[0] != 0
+        chunk.slots = self.batch.slots(self.position, [0, *positions] if lead else positions)
+        chunk.lead_blank = lead
+        chunk.records_end = self.batch.records_end(self.position)
+        headers = (
+            range(self.ends[2], self.ends[4] + 1)
+            if self.batch.rising_by_one()[self.position]
+            else self._of_chunk(self.batch.record_ids)
+        )
+        return chunk.slots[1:] if lead else chunk.slots, headers
 
 
 def _joined(chunks: list[Chunk]) -> memoryview | None:
@@ -703,7 +712,7 @@ def _count_undecoded(entry: InputEntry, scanned: _Scanned) -> None:
         left = ~scanned.mask
         count = int(left.sum())
         if count:
-            ticks = scanned.keys.written[left]
+            ticks = scanned._of_chunk(scanned.batch.written)[left]
             low, high = int(ticks.min()), int(ticks.max())
     if not count:
         return
@@ -761,14 +770,7 @@ def parse(
                 if scanned.mask is None:
                     entry.chunks_skipped += 1
                     continue
-                keys, mask = scanned.keys, scanned.mask
-                headers = (
-                    keys.record_ids if not scanned.rising else range(scanned.ends[2], scanned.ends[4] + 1)
-                )
-                subset = keys.slots(np.flatnonzero(mask))
-                chunk.slots = subset if mask[0] else [*keys.slots(np.zeros(1, dtype=np.int64)), *subset]
-                chunk.lead_blank = not mask[0]
-                chunk.records_end = int(keys.offsets[-1] + keys.sizes[-1])
+                subset, headers = scanned.decode(chunk)
             for record in _guarded(chunk, entry, backend, tally, subset, headers):
                 entry.records += 1
                 tally.hosts.add(record["host"])

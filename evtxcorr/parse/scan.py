@@ -125,6 +125,20 @@ class ScanBatch:
             candidate=None if self.candidate is None else self.candidate[lo:hi],
         )
 
+    def slots(self, index: int, positions: list[int]) -> list[RecordSlot]:
+        """RecordSlot objects (offsets inside the chunk) of chunk `index`'s records at `positions`."""
+        lo, base = int(self.bounds[index]), index * CHUNK_SIZE
+        offsets, sizes, ids = self.offsets, self.sizes, self.record_ids
+        return [
+            RecordSlot(int(offsets[lo + at]) - base, int(sizes[lo + at]), int(ids[lo + at]), True)
+            for at in positions
+        ]
+
+    def records_end(self, index: int) -> int:
+        """Where chunk `index`'s last record ends, inside the chunk (it has one at least)."""
+        last = int(self.bounds[index + 1]) - 1
+        return int(self.offsets[last]) - index * CHUNK_SIZE + int(self.sizes[last])
+
     def rising_by_one(self) -> np.ndarray:
         """Per chunk: does each record's id exceed the one before it by exactly one (worked out once)?"""
         found = getattr(self, "_rising", None)
@@ -161,7 +175,7 @@ class ScanBatch:
             # Record ids rise through a chunk: its first and last records are the ends. Where they do not,
             # the stable sort decides.
             falls = self.owner[1:][(ids[1:] <= ids[:-1]) & (self.owner[1:] == self.owner[:-1])]
-            for index in np.unique(falls).tolist():
+            for index in sorted(set(falls.tolist())):
                 lo, hi = int(bounds[index]), int(bounds[index + 1])
                 order = np.argsort(ids[lo:hi], kind="stable")
                 first[index], last[index] = lo + int(order[0]), lo + int(order[-1])
