@@ -96,6 +96,8 @@ def _drop_duplicates(frame: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
     """`frame` without records read twice; counts duplicates and conflicts on the ledger."""
     keyed = frame.assign(host_fqdn=frame["host"].str.strip().str.lower())
     identified = keyed["record_id"] != 0  # rows of an export without record ids are paired in twins.py
+    if not (keyed.duplicated(subset=DEDUP_KEY, keep="first") & identified).any():
+        return frame  # no identity twice (the usual bundle): neither duplicates nor conflicts
     duplicated = keyed.duplicated(subset=DEDUP_KEY + CONTENT, keep="first") & identified
     if duplicated.any():
         _count_per_input(frame.loc[duplicated, "input_id"], ledger, "duplicates")
