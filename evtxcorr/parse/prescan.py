@@ -186,13 +186,16 @@ def _strings_invalid(data: bytes, starts: list[int], indexes: tuple[int, ...]) -
     )
 
 
-@dataclass
 class _Walk:
-    data: bytes
-    cache: dict[int, _Definition | None]
-    bad_text: bool = False
-    depth: int = 0
-    top_binxml: list[int] = field(default_factory=list)
+    """What the walk of one record found (a plain class: one is made per record checked)."""
+
+    __slots__ = ("data", "cache", "bad_text", "depth", "top_binxml")
+
+    def __init__(self, data: bytes, cache: dict[int, _Definition | None]) -> None:
+        self.data, self.cache = data, cache
+        self.bad_text = False
+        self.depth = 0
+        self.top_binxml: list[int] = []
 
 
 def _fragment(walk: _Walk, pos: int, end: int, level: int) -> int:
