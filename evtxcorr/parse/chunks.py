@@ -7,11 +7,14 @@ chunk count (dirty files) are read too. Layouts follow evtx-format.md (libyal do
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 try:  # zlib-ng's CRC-32 (the same checksum, SIMD: about 15x zlib's); zlib where its wheel is missing
     from zlib_ng.zlib_ng import crc32
@@ -269,8 +272,39 @@ def _is_zero(data: bytes) -> bool:
     return not data.strip(b"\x00")
 
 
+# Set in a guarded child (guard.py): blocks are mapped from the file instead of read into memory (no
+# copy). A file that shrinks while mapped raises SIGBUS, which there costs a retry of the file; in any
+# other process it would kill the process, so there blocks are read.
+MAP_FILES = False
+
+
+def _blocks(fh: BinaryIO) -> Iterator[bytes | mmap.mmap]:
+    """The file from FILE_HEADER_SIZE on, BLOCK_CHUNKS chunks at a time (the last block may be short):
+    mapped when MAP_FILES (as far as the file reached when opened; what it grew by since is read)."""
+    size = BLOCK_CHUNKS * CHUNK_SIZE
+    position = FILE_HEADER_SIZE
+    if MAP_FILES:
+        try:
+            end = os.fstat(fh.fileno()).st_size
+        except (OSError, ValueError):
+            end = position
+        while position < end:
+            length = min(size, end - position)
+            try:
+                block: bytes | mmap.mmap = mmap.mmap(
+                    fh.fileno(), length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=position
+                )
+            except (OSError, ValueError):  # not mappable (a pipe, a special file system): read it
+                break
+            yield block
+            position += length
+    fh.seek(position)
+    while block := fh.read(size):
+        yield block
+
+
 def iter_chunks(path: Path) -> Iterator[Chunk]:
-    """Every chunk slot after the file header, streaming one 64 KiB read at a time.
+    """Every chunk slot after the file header, streaming a block of chunks at a time (_blocks).
 
     Slots past the header's chunk count are read too (dirty files). A slot without the chunk magic
     is yielded as 'bad-magic' when a real chunk follows it; after the last real chunk such slots are
@@ -278,14 +312,13 @@ def iter_chunks(path: Path) -> Iterator[Chunk]:
     short tail holding data is yielded as 'truncated'.
     """
     with path.open("rb") as fh:
-        fh.seek(FILE_HEADER_SIZE)
         index = 0
         pending: list[Chunk] = []
-        # Read BLOCK_CHUNKS chunks at a time; each chunk views its part of the block (no copy until its
-        # bytes are needed), and the scan reads a block's chunks where they lie.
-        while block := fh.read(BLOCK_CHUNKS * CHUNK_SIZE):
+        # BLOCK_CHUNKS chunks at a time; each chunk views its part of the block (no copy until its bytes
+        # are needed), and the scan reads a block's chunks where they lie.
+        for block in _blocks(fh):
             view = memoryview(block)
-            for at in range(0, len(block), CHUNK_SIZE):
+            for at in range(0, len(view), CHUNK_SIZE):
                 chunk = _read_chunk(index, FILE_HEADER_SIZE + index * CHUNK_SIZE, view[at : at + CHUNK_SIZE])
                 if isinstance(chunk.raw, memoryview):  # (a repaired chunk is a copy)
                     chunk.block_at = at

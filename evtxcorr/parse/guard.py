@@ -28,6 +28,7 @@ already in a guarded child: nesting is impossible) the file is parsed in this pr
 from __future__ import annotations
 
 import copy
+import faulthandler
 import gc
 import multiprocessing
 import signal
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
-from evtxcorr.parse import PURE, parse, rust
+from evtxcorr.parse import PURE, chunks, parse, rust
 from evtxcorr.parse.chunks import CHUNK_SIZE, FILE_HEADER_SIZE
 from evtxcorr.signals import deferred, worker_defaults
 
@@ -106,6 +107,8 @@ def _become_child(where: Any) -> None:
     signal.signal(WATCHDOG_SIGNAL, signal.SIG_DFL)  # the kernel kills: nothing runs in this process
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {WATCHDOG_SIGNAL})
     rust.watch = lambda index: _arm(where, index)
+    chunks.MAP_FILES = True  # a file shrinking under the mapping (SIGBUS) kills this child only
+    faulthandler.disable()  # a death here is the parent's to report (the entry's warning), not a dump
 
 
 def _share(record: dict, shared: dict[object, object]) -> dict:
