@@ -562,14 +562,16 @@ def test_a_file_that_shrinks_while_mapped_costs_a_retry(
 
 
 def test_mapped_and_read_blocks_give_the_same_chunks(
-    corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+    corpus_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Every chunk slot, its bytes, header and status are the same from a mapped file as from a read one,
     including a file whose size is no multiple of a chunk."""
     from evtxcorr.parse import chunks
 
     files = sorted(corpus_dir.rglob("*.evtx"))[:25]
-    for path in files:
+    tail = tmp_path / "tail.evtx"  # a short tail after the last chunk: read, not mapped
+    tail.write_bytes(files[0].read_bytes() + b"\x01" * 1000)
+    for path in [*files, tail]:
         monkeypatch.setattr(chunks, "MAP_FILES", False)
         read = [
             (c.index, c.status, bytes(c.raw), c.header, c.header_crc_ok, c.data_crc_ok)

@@ -288,6 +288,7 @@ def _blocks(fh: BinaryIO) -> Iterator[bytes | mmap.mmap]:
             end = os.fstat(fh.fileno()).st_size
         except (OSError, ValueError):
             end = position
+        end -= (end - position) % CHUNK_SIZE if end > position else 0  # whole chunks: a short tail is read
         while position < end:
             length = min(size, end - position)
             try:
