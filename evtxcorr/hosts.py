@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["host_key", "node_key", "short_host", "split_host"]
+__all__ = ["host_key", "node_key", "split_host"]
 
 # A NetBIOS or DNS host name as a cluster event writes it; anything else is not taken as a node.
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*")
 
 
 def host_key(name: str) -> str:
-    """How the event table keys a host: the name up to the first dot, lower-case ('HV01.x' -> 'hv01')."""
-    return name.split(".", 1)[0].lower()
-
-
-def short_host(name: str) -> str:
-    """host_key of the name without surrounding blanks: how file-name hints and damaged logs' hosts are
-    compared."""
-    return host_key(name.strip())
+    """How hosts are keyed everywhere (the event table, clusters, coverage, file-name hints): the name
+    without surrounding blanks, up to the first dot, lower-case (' HV01.x' -> 'hv01')."""
+    return split_host(name)[0]
 
 
 def split_host(name: str) -> tuple[str, str]:

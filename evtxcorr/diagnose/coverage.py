@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from evtxcorr.hosts import short_host
+from evtxcorr.hosts import host_key
 from evtxcorr.ledger import InputEntry
 
 Span = tuple[datetime, datetime]
@@ -30,7 +30,7 @@ def holes_by_log(entries: Iterable[InputEntry]) -> dict[tuple[str, str], tuple[H
             continue
         for host in entry.hosts:
             for channel in entry.channels or [""]:
-                holes.setdefault((short_host(host), channel), []).extend(entry.holes)
+                holes.setdefault((host_key(host), channel), []).extend(entry.holes)
     return {key: tuple(value) for key, value in holes.items()}
 
 

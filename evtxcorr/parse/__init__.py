@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evtxcorr.hosts import short_host
+from evtxcorr.hosts import host_key
 from evtxcorr.ledger import InputEntry
 from evtxcorr.model import Source
 from evtxcorr.parse import prescan, rust, scan
@@ -586,8 +586,8 @@ def _loose(channel: str) -> str:
 
 def _check_hints(entry: InputEntry, source: Source) -> None:
     if source.host_hint and entry.hosts:
-        expected = short_host(source.host_hint)
-        others = sorted({h for h in entry.hosts if short_host(h) != expected})
+        expected = host_key(source.host_hint)
+        others = sorted({h for h in entry.hosts if host_key(h) != expected})
         if others:
             entry.warn(
                 f"file name names host {source.host_hint} but records were written by {', '.join(others)}"
