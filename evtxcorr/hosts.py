@@ -16,7 +16,7 @@ _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*
 def host_key(name: str) -> str:
     """How hosts are keyed everywhere (the event table, clusters, coverage, file-name hints): the name
     without surrounding blanks, up to the first dot, lower-case (' HV01.x' -> 'hv01')."""
-    return split_host(name)[0]
+    return name.strip().split(".", 1)[0].lower()  # split_host(name)[0], without the domain's work
 
 
 def split_host(name: str) -> tuple[str, str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evtxcorr.discover import discover, entry_for
 from evtxcorr.ledger import Ledger
@@ -173,3 +175,10 @@ def test_host_names_prefer_the_most_frequent_spelling() -> None:
     )
     assert host_names(frame) == {"hv01": "HV01.contoso.local", "hv02": "HV02.contoso.local"}
     assert host_names(frame.iloc[0:0]) == {}
+
+
+@given(st.text(alphabet=st.sampled_from(list(" .\\tHVhv01é-_")), max_size=12))
+def test_host_key_is_split_hosts_key(name: str) -> None:
+    from evtxcorr.hosts import host_key, split_host
+
+    assert host_key(name) == split_host(name)[0]
