@@ -97,7 +97,7 @@ def analyze(
             wanted = _wanted(ruleset, sources, planning, ledger)
         finally:
             if planning is not None:
-                planning.cancel()  # when the rules failed to load
+                planning.cancel()  # not waited for (the rules failed to load, or pin no pairs): killed
         records = read_all(sources, ledger, options, progress, wanted=wanted)
         with _long_lived_frozen():
             # The later stages import pandas (about 0.3 s): here, while the parse workers already run.
