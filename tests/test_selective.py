@@ -346,3 +346,27 @@ def test_a_block_of_chunks_is_scanned_where_it_lies(corpus_dir: Path) -> None:
     assert bytes(in_place.buf) == bytes(copied.buf)
     assert _joined(sound[1:] + sound[:1]) is None  # out of order: not one run of the block
     assert isinstance(chunks[0].data, bytes) and chunks[0].data == bytes(chunks[0].raw)
+
+
+def test_ids_wrapping_round_do_not_rise_by_one() -> None:
+    """Record ids 2**64-1 then 0 differ by one in uint64 arithmetic: not a chunk whose ids rise."""
+    ids = np.array([2**64 - 1, 0, 5, 6], dtype=np.uint64)
+    zeros = np.zeros(4, dtype=np.int64)
+    batch = scan_module.ScanBatch(
+        count=2,
+        bad=np.zeros(2, dtype=bool),
+        bounds=np.array([0, 2, 4]),
+        owner=np.array([0, 0, 1, 1]),
+        offsets=zeros,
+        sizes=zeros,
+        record_ids=ids,
+        written=zeros,
+        event_ids=zeros,
+        unsure=np.zeros(4, dtype=bool),
+        provider_at=zeros,
+        provider_len=zeros,
+        template_at=zeros,
+        candidate=None,
+        buf=b"",
+    )
+    assert batch.rising_by_one().tolist() == [False, True]

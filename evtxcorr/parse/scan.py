@@ -145,7 +145,8 @@ class ScanBatch:
         if found is None:
             broken = np.zeros(self.count, dtype=bool)
             if len(self.record_ids) > 1:
-                steps = self.record_ids[1:] - self.record_ids[:-1] != 1  # uint64: a fall wraps round
+                ids = self.record_ids
+                steps = (ids[1:] - ids[:-1] != 1) | (ids[1:] < ids[:-1])  # uint64 differences wrap round
                 broken[self.owner[1:][steps & (self.owner[1:] == self.owner[:-1])]] = True
             found = self._rising = ~broken
         return found
