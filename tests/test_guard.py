@@ -30,7 +30,7 @@ import pytest
 import evtxcorr.parse as parse_module
 from evtxcorr.analyze import Options, analyze
 from evtxcorr.ledger import InputEntry
-from evtxcorr.model import Source
+from evtxcorr.model import Report, Source
 from evtxcorr.parse import guard, parse, pure, read_source, rust
 from evtxcorr.parse.chunks import CHUNK_SIZE, FILE_HEADER_SIZE
 from evtxcorr.timeline import write_timeline
@@ -176,16 +176,26 @@ def test_a_hang_without_cpu_is_found_by_the_parent_and_costs_its_chunk(
     assert entry.warnings == [*plain_entry.warnings, note]
 
 
-def test_the_pool_and_the_planning_find_hangs_without_cpu(
-    bundles_dir: Path, log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The selective pool (forced) waits on several children at once; planning in call_guarded."""
+def _pooled_with_a_chunk_to_hang(
+    bundles_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[Path, Report, int]:
+    """(the bundle, its report read in this process, the first chunk of HV01's System.evtx past chunk 0
+    with decoded records), with the selective pool forced on (the fixtures are under its size)."""
     import evtxcorr.parse.pool as pool
 
     bundle = bundles_dir / SCENARIO
     plain = analyze([bundle], Options(work_dir=tmp_path, jobs=1))
-    chunk = next(i for i in range(1, 7) if len(_rows_of(plain, i)))
+    decoded = [i for i in range(1, 7) if len(_rows_of(plain, i))]
+    assert decoded, "no chunk past the first decoded: nothing to hang"
     monkeypatch.setattr(pool, "MIN_PARALLEL_BYTES", 0)
+    return bundle, plain, decoded[0]
+
+
+def test_the_pool_and_the_planning_find_hangs_without_cpu(
+    bundles_dir: Path, log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The selective pool (forced) waits on several children at once; planning in call_guarded."""
+    bundle, plain, chunk = _pooled_with_a_chunk_to_hang(bundles_dir, monkeypatch, tmp_path)
     monkeypatch.setattr(guard, "STUCK_WALL_SECONDS", 1.0)
     monkeypatch.setattr(guard, "POLL_SECONDS", 0.1)
     _fault_on(monkeypatch, _first_id(log, chunk), _sleep_hang, "next")
@@ -329,14 +339,7 @@ def test_selective_pool_past_a_hang(
     bundles_dir: Path, log: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The pool (forced: the fixtures are under its size) gives the same answers, a hung chunk aside."""
-    import evtxcorr.parse.pool as pool
-
-    bundle = bundles_dir / SCENARIO
-    plain = analyze([bundle], Options(work_dir=tmp_path, jobs=1))
-    decoded = [i for i in range(1, 7) if len(_rows_of(plain, i))]
-    assert decoded, "no chunk past the first decoded: nothing to hang"
-    chunk = decoded[0]
-    monkeypatch.setattr(pool, "MIN_PARALLEL_BYTES", 0)
+    bundle, plain, chunk = _pooled_with_a_chunk_to_hang(bundles_dir, monkeypatch, tmp_path)
     monkeypatch.setattr(guard, "WATCHDOG_CPU_SECONDS", 1.0)
     _fault_on(monkeypatch, _first_id(log, chunk), _c_hang, "next")
     pooled = analyze([bundle], Options(work_dir=tmp_path, jobs=2))
