@@ -658,14 +658,17 @@ def _scanned(chunks: Iterator[Chunk], wanted: Wanted | None) -> Iterator[tuple[C
     numpy work: it is most of a large log."""
     first = True
     batch: list[Chunk] = []
-    scratch = bytearray(SCAN_BATCH * CHUNK_SIZE) if wanted is not None else None
+    scratch: bytearray | None = None  # made when a batch is not one run of a block (rare)
 
     def flush() -> Iterator[tuple[Chunk, _Scanned | None]]:
-        nonlocal first
+        nonlocal first, scratch
         sound = [c for c in batch if c.status == "ok" and c.header_crc_ok and c.data_crc_ok]
         # Providers wanted whatever the event id: every record's provider is read and looked at.
         table = None if wanted.any_event_id else wanted.id_table  # type: ignore[union-attr]
-        found = scan.scan_batch([(c.raw, c.end) for c in sound], table, scratch, joined=_joined(sound))
+        joined = _joined(sound)
+        if joined is None and scratch is None:
+            scratch = bytearray(SCAN_BATCH * CHUNK_SIZE)
+        found = scan.scan_batch([(c.raw, c.end) for c in sound], table, scratch, joined=joined)
         unsure = found.per_chunk(found.unsure).tolist()
         selected = scan.select(found, wanted)  # type: ignore[arg-type]
         picked = found.per_chunk(selected).tolist()

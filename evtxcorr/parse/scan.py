@@ -68,11 +68,11 @@ class RecordKeys:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def slots(self, positions: np.ndarray | None = None) -> list[RecordSlot]:
-        """RecordSlot objects (as chunks.walk_records makes them) for `positions` (default all)."""
-        take = range(len(self)) if positions is None else positions.tolist()
+    def slots(self) -> list[RecordSlot]:
+        """RecordSlot objects, as chunks.walk_records makes them."""
         return [
-            RecordSlot(int(self.offsets[i]), int(self.sizes[i]), int(self.record_ids[i]), True) for i in take
+            RecordSlot(int(self.offsets[i]), int(self.sizes[i]), int(self.record_ids[i]), True)
+            for i in range(len(self))
         ]
 
 
